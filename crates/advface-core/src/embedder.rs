@@ -1,0 +1,36 @@
+use crate::{Descriptor, PixelBatch};
+
+/// Error of an [`Embedder`].
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The batch does not fit the model (wrong size, not square, ...).
+    #[error("model '{model}' cannot take this input: {reason}")]
+    BadInput { model: String, reason: String },
+    /// Anything else that went wrong inside the model.
+    #[error("model '{model}' failed: {reason}")]
+    Failed { model: String, reason: String },
+}
+
+/// A model that maps pixels to descriptors, with its own preprocessing inside.
+///
+/// This is the forward-only view used by local oracles and scorers; differentiable access
+/// (gradients with respect to the pixels) is offered by the model types themselves.
+pub trait Embedder: Send + Sync {
+    /// A short name for messages.
+    fn name(&self) -> String;
+
+    /// Descriptor length (128 for face-api.js).
+    fn descriptor_len(&self) -> usize;
+
+    /// The input size the model requires, if it requires one; `None` when any square
+    /// input is resized by the model itself.
+    fn fixed_input_size(&self) -> Option<(u32, u32)> {
+        None
+    }
+
+    /// Descriptors of a batch.
+    ///
+    /// # Shapes
+    /// `batch`: `[n, 3, h, w]` in `[0, 1]`; returns `n` descriptors.
+    fn embed(&self, batch: &PixelBatch) -> Result<Vec<Descriptor>, EmbedError>;
+}

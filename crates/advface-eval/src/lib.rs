@@ -1,0 +1,140 @@
+//! The MCS2018 score (PROTOCOL.md): for each pair, the mean L2 distance between the black
+//! box's descriptors of every (adversarial source, target) combination; the run's score is
+//! the mean over pairs. Lower is better. The match rate is the share of all combinations
+//! closer than the same-person threshold (0.6 for face-api.js).
+
+use advface_core::{Descriptor, MATCH_THRESHOLD};
+use serde::Serialize;
+use thiserror::Error;
+
+/// Errors of scoring.
+#[derive(Debug, Error, PartialEq)]
+pub enum ScoreError {
+    #[error("pair {pair}: no {side} descriptors")]
+    Empty { pair: usize, side: &'static str },
+    #[error("pair {pair}: descriptor lengths differ ({a} vs {b})")]
+    Length { pair: usize, a: usize, b: usize },
+}
+
+/// Score of one pair.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairScore {
+    /// Mean L2 over all (source, target) combinations.
+    pub mean_l2: f64,
+    /// Combinations with L2 below the threshold.
+    pub matches: usize,
+    /// Number of combinations (25 in the protocol).
+    pub combinations: usize,
+    /// `distances[s][t]`: L2 between source `s` and target `t`.
+    pub distances: Vec<Vec<f64>>,
+}
+
+/// Scores one pair: `sources` are the descriptors of the (adversarial) source images,
+/// `targets` those of the target images.
+pub fn score_pair(
+    index: usize,
+    sources: &[Descriptor],
+    targets: &[Descriptor],
+    threshold: f64,
+) -> Result<PairScore, ScoreError> {
+    if sources.is_empty() {
+        return Err(ScoreError::Empty {
+            pair: index,
+            side: "source",
+        });
+    }
+    if targets.is_empty() {
+        return Err(ScoreError::Empty {
+            pair: index,
+            side: "target",
+        });
+    }
+    let len = sources[0].len();
+    for d in sources.iter().chain(targets) {
+        if d.len() != len {
+            return Err(ScoreError::Length {
+                pair: index,
+                a: len,
+                b: d.len(),
+            });
+        }
+    }
+    let distances: Vec<Vec<f64>> = sources
+        .iter()
+        .map(|s| targets.iter().map(|t| s.l2(t)).collect())
+        .collect();
+    let all: Vec<f64> = distances.iter().flatten().copied().collect();
+    Ok(PairScore {
+        mean_l2: all.iter().sum::<f64>() / all.len() as f64,
+        matches: all.iter().filter(|&&d| d < threshold).count(),
+        combinations: all.len(),
+        distances,
+    })
+}
+
+/// Score of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Mean over pairs of each pair's mean L2: the MCS2018 score.
+    pub score: f64,
+    /// Share of all combinations with L2 below `threshold`.
+    pub match_rate: f64,
+    /// The same-person threshold used.
+    pub threshold: f64,
+    /// Number of pairs scored.
+    pub pairs: usize,
+    /// Number of combinations.
+    pub combinations: usize,
+}
+
+/// Summarises pair scores. An empty list gives NaN score and match rate.
+pub fn summarise(pairs: &[PairScore], threshold: f64) -> Summary {
+    let combinations: usize = pairs.iter().map(|p| p.combinations).sum();
+    let matches: usize = pairs.iter().map(|p| p.matches).sum();
+    Summary {
+        score: pairs.iter().map(|p| p.mean_l2).sum::<f64>() / pairs.len() as f64,
+        match_rate: matches as f64 / combinations as f64,
+        threshold,
+        pairs: pairs.len(),
+        combinations,
+    }
+}
+
+/// The default threshold as f64.
+pub fn default_threshold() -> f64 {
+    f64::from(MATCH_THRESHOLD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(v: &[f32]) -> Descriptor {
+        Descriptor(v.to_vec())
+    }
+
+    #[test]
+    fn score_is_mean_over_combinations_then_pairs() {
+        // Pair 0: sources at 0 and 1 on a line, targets at 0 and 3.
+        // distances: |0-0|=0, |0-3|=3, |1-0|=1, |1-3|=2 -> mean 1.5, matches (<0.6): 1
+        let p0 = score_pair(0, &[d(&[0.0]), d(&[1.0])], &[d(&[0.0]), d(&[3.0])], 0.6).unwrap();
+        assert_eq!(p0.mean_l2, 1.5);
+        assert_eq!(p0.matches, 1);
+        assert_eq!(p0.combinations, 4);
+        // Pair 1: one source, one target, distance 0.5 -> match.
+        let p1 = score_pair(1, &[d(&[0.0, 0.3])], &[d(&[0.4, 0.0])], 0.6).unwrap();
+        assert!((p1.mean_l2 - 0.5).abs() < 1e-7);
+        let s = summarise(&[p0, p1], 0.6);
+        assert!((s.score - 1.0).abs() < 1e-7);
+        assert!((s.match_rate - 2.0 / 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mismatched_lengths_and_empty_sides_are_errors() {
+        assert!(matches!(
+            score_pair(3, &[d(&[0.0])], &[d(&[0.0, 1.0])], 0.6),
+            Err(ScoreError::Length { pair: 3, .. })
+        ));
+        assert!(score_pair(0, &[], &[d(&[0.0])], 0.6).is_err());
+    }
+}
