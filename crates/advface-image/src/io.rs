@@ -146,13 +146,9 @@ pub fn decode_png(bytes: &[u8], path: &Path, limits: Limits) -> Result<RgbImage,
         reason,
     };
     // The header alone gives the size: refuse huge images before allocating anything.
-    let reader = image::ImageReader::with_format(
-        std::io::Cursor::new(bytes),
-        image::ImageFormat::Png,
-    );
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| err(e.to_string()))?;
+    let reader =
+        image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
+    let (w, h) = reader.into_dimensions().map_err(|e| err(e.to_string()))?;
     if w > limits.max_side || h > limits.max_side {
         return Err(ImageError::TooLarge {
             path: path.to_path_buf(),
@@ -161,10 +157,8 @@ pub fn decode_png(bytes: &[u8], path: &Path, limits: Limits) -> Result<RgbImage,
             max: limits.max_side,
         });
     }
-    let mut reader = image::ImageReader::with_format(
-        std::io::Cursor::new(bytes),
-        image::ImageFormat::Png,
-    );
+    let mut reader =
+        image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);
@@ -214,8 +208,7 @@ pub fn crop_lfw(image: &RgbImage, path: &Path) -> Result<RgbImage, ImageError> {
             width: image.width(),
             height: image.height(),
             expected: format!("{LFW_SIZE}x{LFW_SIZE}"),
-            hint: "LFW deep-funneled images are 250x250; use the images_deepfunneled folder"
-                .into(),
+            hint: "LFW deep-funneled images are 250x250; use the images_deepfunneled folder".into(),
         });
     }
     Ok(image
@@ -298,8 +291,12 @@ mod tests {
     fn truncated_png_is_a_decode_error_naming_the_file() {
         let im = RgbImage::filled(20, 20, [1, 2, 3]);
         let bytes = encode_png(&im).unwrap();
-        let err = decode_image(&bytes[..bytes.len() / 2], Path::new("half.png"), Limits::default())
-            .unwrap_err();
+        let err = decode_image(
+            &bytes[..bytes.len() / 2],
+            Path::new("half.png"),
+            Limits::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("half.png"), "{err}");
     }
 

@@ -39,7 +39,12 @@ fn lfw_crops_equal_pillow_pixel_for_pixel() {
             bad.push(case.path.clone());
         }
     }
-    assert!(bad.is_empty(), "{} of {} differ from Pillow: {bad:?}", bad.len(), fx.images.len());
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ from Pillow: {bad:?}",
+        bad.len(),
+        fx.images.len()
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -81,5 +86,10 @@ fn ssim_agrees_with_scikit_image_to_1e_6() {
         }
     }
     // Agreement is ~1e-14 in practice; the requirement is 1e-6.
-    assert!(worst.0 < 1e-9, "worst case {} differs by {}", worst.1, worst.0);
+    assert!(
+        worst.0 < 1e-9,
+        "worst case {} differs by {}",
+        worst.1,
+        worst.0
+    );
 }
