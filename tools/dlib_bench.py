@@ -43,6 +43,8 @@ def main() -> int:
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--json", action="store_true",
+                    help="also print one JSON line at the end: {rows: [{batch, ms_per_image, note}]}")
     ap.add_argument("--model", default=None, help="path of dlib_face_recognition_resnet_model_v1.dat "
                     "(default: the one in the face_recognition_models package)")
     args = ap.parse_args()
@@ -66,6 +68,8 @@ def main() -> int:
           f"LAPACK {getattr(dlib, 'DLIB_USE_LAPACK', '?')}), python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, model {os.path.basename(model)}")
     print()
+    rows = []
+    blas = getattr(dlib, "DLIB_USE_BLAS", "?")
     print("| batch | ms/image (median) | ms/image (min) | images/s | timed runs |")
     print("|---|---|---|---|---|")
     for b in map(int, args.batches.split(",")):
@@ -83,6 +87,8 @@ def main() -> int:
                 times.append(dt)
         med = statistics.median(times)
         print(f"| {b} | {med / b:.1f} | {min(times) / b:.1f} | {1000 * b / med:.1f} | {len(times)} |")
+        rows.append({"batch": b, "ms_per_image": med / b,
+                     "note": f"dlib {dlib.__version__}, BLAS {blas}, 150x150 chips"})
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     golden_path = os.path.join(FIX, "golden.json")
@@ -93,6 +99,8 @@ def main() -> int:
         print()
         print(f"size_150: |dlib| = {np.linalg.norm(d):.4f}, |face-api| = {np.linalg.norm(g):.4f}, "
               f"L2(dlib, face-api) = {np.linalg.norm(d - g):.4f}, max abs diff = {np.abs(d - g).max():.4f}")
+    if args.json:
+        print(json.dumps({"rows": rows}))
     return 0
 
 

@@ -28,6 +28,15 @@ pub trait Embedder: Send + Sync {
         None
     }
 
+    /// Whether the model takes an image of `width x height` pixels; `Err` says why not (and
+    /// how to fix it). Called before any query is counted. Default: any non-empty size.
+    fn check_input(&self, width: u32, height: u32) -> Result<(), String> {
+        if width == 0 || height == 0 {
+            return Err(format!("an empty image ({width}x{height})"));
+        }
+        Ok(())
+    }
+
     /// Descriptors of a batch.
     ///
     /// # Shapes

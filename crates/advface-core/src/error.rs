@@ -45,7 +45,11 @@ pub enum OracleError {
     Transport { url: String, reason: String },
     /// The remote oracle answered with an error status.
     #[error("the black box at {url} answered HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     /// The remote oracle answered something that is not a descriptor.
     #[error("malformed answer from the black box at {url}: {reason}")]
     Malformed { url: String, reason: String },

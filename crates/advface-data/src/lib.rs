@@ -6,7 +6,9 @@ pub mod pairs;
 pub mod prepare;
 pub mod protocol;
 
-pub use pairs::{format_pairs, parse_pairs, read_pairs, write_pairs, Pair, PairsError, PAIRS_HEADER};
+pub use pairs::{
+    format_pairs, parse_pairs, read_pairs, write_pairs, Pair, PairsError, PAIRS_HEADER,
+};
 pub use prepare::{prepare, PrepareConfig, PrepareError, PrepareEvent, PrepareReport, Skipped};
 pub use protocol::{
     crop_rel_path, is_attack_identity, LfwIndex, Protocol, ProtocolError, IMAGES_PER_SIDE,

@@ -142,8 +142,11 @@ mod tests {
         assert!(e.to_string().contains("p.csv"));
         let e = parse_pairs("source_imgs,target_imgs\na.png\n", Path::new("p.csv")).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
-        let e = parse_pairs("source_imgs,target_imgs\n../a.png,b.png\n", Path::new("p.csv"))
-            .unwrap_err();
+        let e = parse_pairs(
+            "source_imgs,target_imgs\n../a.png,b.png\n",
+            Path::new("p.csv"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("inside"), "{e}");
     }
 }

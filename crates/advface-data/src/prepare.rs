@@ -134,7 +134,12 @@ pub fn prepare(
 
     let crops_dir = cfg.out.join("crops");
     enum Outcome {
-        Done { rel: String, input: String, output: String, src: String },
+        Done {
+            rel: String,
+            input: String,
+            output: String,
+            src: String,
+        },
         Skip(Skipped),
     }
     let done = AtomicUsize::new(0);
@@ -224,7 +229,10 @@ pub fn prepare(
     let manifest = Manifest {
         protocol: "LFW-MCS (PROTOCOL.md)",
         tool: format!("advface {}", env!("CARGO_PKG_VERSION")),
-        crop: [crate::protocol_crop_start(), crate::protocol_crop_start() + 112],
+        crop: [
+            crate::protocol_crop_start(),
+            crate::protocol_crop_start() + 112,
+        ],
         counts: &report,
         n: cfg.n,
         attack_only: cfg.attack_only,

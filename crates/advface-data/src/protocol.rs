@@ -148,7 +148,11 @@ impl Protocol {
                 targets: side((i + n / 2) % n),
             })
             .collect();
-        Self { attack, pool, pairs }
+        Self {
+            attack,
+            pool,
+            pairs,
+        }
     }
 
     /// Number of attack images (all images of all attack identities).
@@ -192,11 +196,20 @@ mod tests {
         };
         let p = Protocol::from_index(&index);
         assert_eq!(p.attack.len(), 6);
-        assert_eq!(p.pool, vec![("Solo".to_string(), "Solo_0001.jpg".to_string())]);
+        assert_eq!(
+            p.pool,
+            vec![("Solo".to_string(), "Solo_0001.jpg".to_string())]
+        );
         assert_eq!(p.pairs.len(), 6);
         // n = 6: pair i has target (i + 3) % 6.
         let name = |i: usize| p.attack[i].0.clone();
-        assert_eq!(p.pairs[4].targets[0], format!("{}/{}_0001.png", name(1), name(1)));
-        assert_eq!(p.pairs[0].sources[4], format!("{}/{}_0005.png", name(0), name(0)));
+        assert_eq!(
+            p.pairs[4].targets[0],
+            format!("{}/{}_0001.png", name(1), name(1))
+        );
+        assert_eq!(
+            p.pairs[0].sources[4],
+            format!("{}/{}_0005.png", name(0), name(0))
+        );
     }
 }

@@ -33,7 +33,10 @@ fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -73,22 +76,31 @@ fn prepare_writes_the_protocol_deterministically_and_crops_equal_pillow() {
     let pairs = read_pairs(&a.join("pairs_list.csv")).unwrap();
     assert_eq!(pairs.len(), 2);
     assert_eq!(pairs[0].sources[0], "Al_Sharpton/Al_Sharpton_0001.png");
-    assert_eq!(pairs[0].targets[4], "Jose_Maria_Aznar/Jose_Maria_Aznar_0005.png");
+    assert_eq!(
+        pairs[0].targets[4],
+        "Jose_Maria_Aznar/Jose_Maria_Aznar_0005.png"
+    );
     assert_eq!(pairs[1].sources, pairs[0].targets);
     let distill = String::from_utf8(fa[Path::new("distill_list.txt")].clone()).unwrap();
     assert!(!distill.contains("Al_Sharpton") && !distill.contains("Jose_Maria_Aznar"));
-    assert_eq!(distill.lines().count() + 10, fa.keys().filter(|k| k.starts_with("crops")).count());
+    assert_eq!(
+        distill.lines().count() + 10,
+        fa.keys().filter(|k| k.starts_with("crops")).count()
+    );
 
     // Every crop, decoded again, equals Pillow's crop.
-    let fx: CropFixture = serde_json::from_slice(
-        &std::fs::read(fixture_lfw().join("pillow_crops.json")).unwrap(),
-    )
-    .unwrap();
+    let fx: CropFixture =
+        serde_json::from_slice(&std::fs::read(fixture_lfw().join("pillow_crops.json")).unwrap())
+            .unwrap();
     for case in fx.images {
         let rel = case.path.replace(".jpg", ".png");
         let im = advface_image::read_image(&a.join("crops").join(&rel)).unwrap();
         assert_eq!((im.width(), im.height()), (112, 112));
-        assert_eq!(hex::encode(Sha256::digest(im.as_bytes())), case.sha256_rgb, "{rel}");
+        assert_eq!(
+            hex::encode(Sha256::digest(im.as_bytes())),
+            case.sha256_rgb,
+            "{rel}"
+        );
     }
 }
 
@@ -104,7 +116,12 @@ fn first_n_pairs_and_attack_only() {
     let report = prepare(&cfg, &|_| {}).unwrap();
     assert_eq!(report.pairs_written, 1);
     assert_eq!(report.crops_written, 10);
-    assert_eq!(read_pairs(&tmp.path().join("pairs_list.csv")).unwrap().len(), 1);
+    assert_eq!(
+        read_pairs(&tmp.path().join("pairs_list.csv"))
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -114,10 +131,8 @@ fn corrupt_and_wrong_size_images_are_named_skipped_and_the_run_goes_on() {
     copy_lfw(&lfw);
     let dir = lfw.join("images_deepfunneled/Zz_Bad");
     std::fs::create_dir_all(&dir).unwrap();
-    let good = std::fs::read(
-        lfw.join("images_deepfunneled/Al_Sharpton/Al_Sharpton_0001.jpg"),
-    )
-    .unwrap();
+    let good =
+        std::fs::read(lfw.join("images_deepfunneled/Al_Sharpton/Al_Sharpton_0001.jpg")).unwrap();
     std::fs::write(dir.join("Zz_Bad_0001.jpg"), &good[..good.len() / 2]).unwrap();
     std::fs::write(dir.join("Zz_Bad_0002.jpg"), b"not a jpeg at all").unwrap();
     // A valid JPEG of the wrong size: encode a 100x100 image with mozjpeg via the image crate.
@@ -141,12 +156,21 @@ fn corrupt_and_wrong_size_images_are_named_skipped_and_the_run_goes_on() {
         .iter()
         .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["Zz_Bad_0001.jpg", "Zz_Bad_0002.jpg", "Zz_Bad_0003.jpg"]);
-    assert!(report.skipped[2].reason.contains("250x250"), "{:?}", report.skipped[2]);
+    assert_eq!(
+        names,
+        vec!["Zz_Bad_0001.jpg", "Zz_Bad_0002.jpg", "Zz_Bad_0003.jpg"]
+    );
+    assert!(
+        report.skipped[2].reason.contains("250x250"),
+        "{:?}",
+        report.skipped[2]
+    );
     assert_eq!(report.crops_written, report.images - 3);
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     assert!(manifest.contains("Zz_Bad_0001.jpg"));
-    assert!(!std::fs::read_to_string(out.join("distill_list.txt")).unwrap().contains("Zz_Bad"));
+    assert!(!std::fs::read_to_string(out.join("distill_list.txt"))
+        .unwrap()
+        .contains("Zz_Bad"));
 }
 
 #[test]
@@ -160,7 +184,10 @@ fn missing_lfw_folder_is_a_clear_error() {
     };
     let err = prepare(&cfg, &|_| {}).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("no-such-lfw") && msg.contains("--lfw"), "{msg}");
+    assert!(
+        msg.contains("no-such-lfw") && msg.contains("--lfw"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -215,5 +242,8 @@ fn full_lfw_protocol_counts() {
     assert_eq!(p.pool.len(), 10_028);
     assert_eq!(p.pairs.len(), 227);
     assert_eq!(p.pairs[0].sources[0], "Al_Sharpton/Al_Sharpton_0001.png");
-    assert_eq!(p.pairs[0].targets[0], "Jose_Maria_Aznar/Jose_Maria_Aznar_0001.png");
+    assert_eq!(
+        p.pairs[0].targets[0],
+        "Jose_Maria_Aznar/Jose_Maria_Aznar_0001.png"
+    );
 }

@@ -99,7 +99,7 @@ pub struct SsimReference {
 impl SsimReference {
     /// Prepares the original `a`.
     pub fn new(a: &RgbImage, cfg: SsimConfig) -> Result<Self, SsimError> {
-        if cfg.win_size < 3 || cfg.win_size % 2 == 0 {
+        if cfg.win_size < 3 || cfg.win_size.is_multiple_of(2) {
             return Err(SsimError::BadWindow(cfg.win_size));
         }
         let (w, h) = (a.width() as usize, a.height() as usize);

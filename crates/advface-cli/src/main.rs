@@ -1,0 +1,55 @@
+//! `advface`: adversarial attacks on black-box face recognition. Glue only: parse the
+//! command line, call the libraries, print the error chain, exit with a status.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "advface",
+    version,
+    about = "Adversarial attacks on black-box face-recognition models (LFW-MCS benchmark)",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make the LFW-MCS crops, pairs file and distillation list from LFW deep-funneled.
+    Prepare(cmd::prepare::Args),
+    /// SSIM of two images, exactly as scikit-image (MCS2018 settings); value on the last line.
+    Ssim(cmd::ssim::Args),
+    /// Descriptors of images from a model or a remote black box, one JSON line each.
+    Describe(cmd::describe::Args),
+    /// Serve a model as an HTTP black box (PNG in, JSON descriptor out).
+    Serve(cmd::serve::Args),
+    /// Speed tables: SSIM, black-box throughput (with peers where installed).
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Prepare(a) => cmd::prepare::run(a),
+        Command::Ssim(a) => cmd::ssim::run(a),
+        Command::Describe(a) => cmd::describe::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Face descriptor networks in burn, and the weight loaders they need.
+//!
+//! - [`faceapi`]: face-api.js `FaceRecognitionNet` (dlib ResNet-29, 128-d), the black box of
+//!   the LFW-MCS benchmark. Use [`FaceApi`]: it takes a [`advface_core::PixelBatch`] and
+//!   returns descriptors and input gradients, with no burn type in its API.
+//! - [`tfjs`]: strict loader for TensorFlow.js weights manifests.
+
+pub mod faceapi;
+pub mod tfjs;
+
+pub use faceapi::{DescriptorsAndGrad, FaceApi, FaceApiError, FaceApiNet};
+pub use tfjs::{FileDigest, TfjsError, TfjsWeights};
