@@ -184,30 +184,57 @@ impl SsimReference {
     }
 
     fn ssim_values(&self, b: &[f64]) -> Ssim {
-        let y = planes(b, self.w, self.h);
-        let mut per_channel = [0f64; 3];
-        for (c, slot) in per_channel.iter_mut().enumerate() {
-            *slot = self.channel(c, &y[c], None);
-        }
-        Ssim {
-            mean: per_channel.iter().sum::<f64>() / 3.0,
-            per_channel,
-        }
+        WORK.with(|work| {
+            let mut work = work.borrow_mut();
+            let work = &mut *work;
+            let plane = self.w * self.h;
+            fill_planes(b, plane, &mut work.y);
+            let mut per_channel = [0f64; 3];
+            for (c, slot) in per_channel.iter_mut().enumerate() {
+                *slot = self.channel(c, &work.y[c * plane..(c + 1) * plane], None);
+            }
+            Ssim {
+                mean: per_channel.iter().sum::<f64>() / 3.0,
+                per_channel,
+            }
+        })
     }
 
     fn ssim_and_grad(&self, b: &[f64]) -> (f64, Vec<f64>) {
-        let y = planes(b, self.w, self.h);
-        let plane = self.w * self.h;
-        let mut grad = vec![0f64; plane * 3];
-        let mut total = 0f64;
-        let mut g = vec![0f64; plane];
-        for (c, yc) in y.iter().enumerate() {
-            total += self.channel(c, yc, Some(&mut g));
-            for (i, v) in g.iter().enumerate() {
-                grad[i * 3 + c] = *v;
+        let mut grad = vec![0f64; b.len()];
+        let v = self.ssim_and_grad_into(b, &mut grad);
+        (v, grad)
+    }
+
+    /// SSIM of a candidate (HWC, 0..255 scale) and its gradient written into `grad`
+    /// (same layout), without allocating: what an attack loop calls per step.
+    pub fn ssim_grad_into(&self, b: &[f64], grad: &mut [f64]) -> Result<f64, SsimError> {
+        self.check_len(b)?;
+        self.check_len(grad)?;
+        Ok(self.ssim_and_grad_into(b, grad))
+    }
+
+    fn ssim_and_grad_into(&self, b: &[f64], grad: &mut [f64]) -> f64 {
+        WORK.with(|work| {
+            let mut work = work.borrow_mut();
+            let Work { y, g, grid, t } = &mut *work;
+            let plane = self.w * self.h;
+            let r = self.cfg.win_size / 2;
+            let (ow, oh) = (self.w - 2 * r, self.h - 2 * r);
+            fill_planes(b, plane, y);
+            g.resize(plane, 0.0);
+            grid.resize(3 * oh * ow, 0.0);
+            t.resize(3 * oh * self.w, 0.0);
+            let mut total = 0f64;
+            for c in 0..3 {
+                let yc = &y[c * plane..(c + 1) * plane];
+                total += self.channel(c, yc, Some((&mut g[..], &mut grid[..], &mut t[..])));
+                for (i, v) in g.iter().enumerate() {
+                    grad[i * 3 + c] = *v;
+                }
             }
-        }
-        (total / 3.0, grad)
+            total / 3.0
+        })
     }
 
     /// Mean SSIM of channel `c` for the candidate plane `y`; when `grad` is given, writes
@@ -215,7 +242,7 @@ impl SsimReference {
     ///
     /// Dispatches to a copy compiled for AVX2 + FMA when the CPU has them (same code, 4
     /// f64 lanes instead of 2; results differ only in the last bits from fused rounding).
-    fn channel(&self, c: usize, y: &[f64], grad: Option<&mut [f64]>) -> f64 {
+    fn channel(&self, c: usize, y: &[f64], grad: Option<GradBufs<'_>>) -> f64 {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -228,7 +255,7 @@ impl SsimReference {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn channel_avx2(&self, c: usize, y: &[f64], grad: Option<&mut [f64]>) -> f64 {
+    unsafe fn channel_avx2(&self, c: usize, y: &[f64], grad: Option<GradBufs<'_>>) -> f64 {
         self.channel_impl(c, y, grad)
     }
 
@@ -236,7 +263,7 @@ impl SsimReference {
     /// so every sum is a plain box sum: running sums down the columns and along the rows,
     /// with the per-pixel arithmetic in separate straight loops so that they vectorise.
     #[inline(always)]
-    fn channel_impl(&self, c: usize, y: &[f64], grad: Option<&mut [f64]>) -> f64 {
+    fn channel_impl(&self, c: usize, y: &[f64], grad: Option<GradBufs<'_>>) -> f64 {
         let (cov_norm, c1, c2) = self.constants();
         let (w, h) = (self.w, self.h);
         let win = self.cfg.win_size;
@@ -247,6 +274,10 @@ impl SsimReference {
         let y = &y[..w * h];
         let (ux_all, uxx_all) = (&self.ux[c], &self.uxx[c]);
         let want_grad = grad.is_some();
+        let (grad, grid, t) = match grad {
+            Some((g, grid, t)) => (Some(g), grid, t),
+            None => (None, &mut [][..], &mut [][..]),
+        };
         // d(mean SSIM over 3 channels)/dS for each kept pixel.
         let ds = 1.0 / (3.0 * (oh * ow) as f64);
 
@@ -259,15 +290,9 @@ impl SsimReference {
         let mut hxy = vec![0f64; ow];
         let mut srow = vec![0f64; ow];
         // Gradients with respect to the window means, on the kept grid.
-        let (mut g_uy, mut g_uyy, mut g_uxy) = if want_grad {
-            (
-                vec![0f64; oh * ow],
-                vec![0f64; oh * ow],
-                vec![0f64; oh * ow],
-            )
-        } else {
-            (Vec::new(), Vec::new(), Vec::new())
-        };
+        // (Fully overwritten below; taken from the caller's reusable buffers.)
+        let (g_uy, rest) = grid.split_at_mut(if want_grad { oh * ow } else { 0 });
+        let (g_uyy, g_uxy) = rest.split_at_mut(if want_grad { oh * ow } else { 0 });
         #[inline(always)]
         fn add_row(cy: &mut [f64], cyy: &mut [f64], cxy: &mut [f64], yr: &[f64], xr: &[f64]) {
             for ((((a, b), c), &v), &u) in cy
@@ -375,7 +400,6 @@ impl SsimReference {
             // Transpose of the box means: each kept pixel's gradient spreads over its
             // window. Along the rows: t[i][x] = sum of g[i][x - 2r ..= x] (running sums);
             // down the columns: a[y] = sum of t[y - 2r ..= y] (running sums over rows).
-            let mut t = vec![0f64; 3 * oh * w];
             let (t_uy, rest) = t.split_at_mut(oh * w);
             let (t_uyy, t_uxy) = rest.split_at_mut(oh * w);
             for i in 0..oh {
@@ -437,6 +461,36 @@ impl SsimReference {
             }
         }
         sum / (oh * ow) as f64
+    }
+}
+
+/// Reusable buffers of the gradient: `(gradient plane h x w, 3 window-gradient grids
+/// (h - 2r) x (w - 2r), 3 row-transposed grids (h - 2r) x w)`.
+type GradBufs<'a> = (&'a mut [f64], &'a mut [f64], &'a mut [f64]);
+
+/// Per-thread work buffers, so that repeated calls allocate nothing (fresh large buffers
+/// cost more in page faults than the arithmetic).
+#[derive(Default)]
+struct Work {
+    y: Vec<f64>,
+    g: Vec<f64>,
+    grid: Vec<f64>,
+    t: Vec<f64>,
+}
+
+thread_local! {
+    static WORK: std::cell::RefCell<Work> = std::cell::RefCell::new(Work::default());
+}
+
+/// HWC -> three planes, one after the other in `out` (resized to `3 * plane`).
+fn fill_planes(hwc: &[f64], plane: usize, out: &mut Vec<f64>) {
+    out.resize(3 * plane, 0.0);
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, px) in hwc.chunks_exact(3).enumerate() {
+        r[i] = px[0];
+        g[i] = px[1];
+        b[i] = px[2];
     }
 }
 

@@ -122,8 +122,12 @@ fn bench_ssim(iters: usize) -> Result<ExitCode> {
     let fwd = time(&|| {
         std::hint::black_box(r.ssim_f64(&b).unwrap());
     });
-    let grad = time(&|| {
+    let grad_alloc = time(&|| {
         std::hint::black_box(r.ssim_grad_f64(&b).unwrap());
+    });
+    let out = std::cell::RefCell::new(vec![0f64; b.len()]);
+    let grad = time(&|| {
+        std::hint::black_box(r.ssim_grad_into(&b, &mut out.borrow_mut()).unwrap());
     });
     println!("SSIM of a 112 x 112 x 3 pair (f64, scikit-image exact), one thread");
     println!("{}", machine());
@@ -132,7 +136,8 @@ fn bench_ssim(iters: usize) -> Result<ExitCode> {
     println!("|---|---:|");
     println!("| prepare the original (once per source image) | {prep:.1} |");
     println!("| SSIM of a candidate | {fwd:.1} |");
-    println!("| SSIM + gradient of a candidate | {grad:.1} |");
+    println!("| SSIM + gradient of a candidate (`ssim_grad_into`, reused buffer) | {grad:.1} |");
+    println!("| SSIM + gradient, returning a new Vec (`ssim_grad_f64`) | {grad_alloc:.1} |");
     Ok(ExitCode::SUCCESS)
 }
 
