@@ -29,6 +29,8 @@ enum Command {
     Describe(cmd::describe::Args),
     /// Serve a model as an HTTP black box (PNG in, JSON descriptor out).
     Serve(cmd::serve::Args),
+    /// Student distillation: collect the black box's descriptors of the pool (resumable).
+    Distill(cmd::distill::Args),
     /// Speed tables: SSIM, black-box throughput (with peers where installed).
     Bench(cmd::bench::Args),
 }
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Ssim(a) => cmd::ssim::run(a),
         Command::Describe(a) => cmd::describe::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Distill(a) => cmd::distill::run(a),
         Command::Bench(a) => cmd::bench::run(a),
     };
     match result {

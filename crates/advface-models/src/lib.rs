@@ -3,10 +3,14 @@
 //! - [`faceapi`]: face-api.js `FaceRecognitionNet` (dlib ResNet-29, 128-d), the black box of
 //!   the LFW-MCS benchmark. Use [`FaceApi`]: it takes a [`advface_core::PixelBatch`] and
 //!   returns descriptors and input gradients, with no burn type in its API.
+//! - [`faceapi_fast`]: the same network, forward only, without burn (im2col + GEMM); what
+//!   [`FaceApi`]'s [`advface_core::Embedder::embed`] runs.
 //! - [`tfjs`]: strict loader for TensorFlow.js weights manifests.
 
 pub mod faceapi;
+pub mod faceapi_fast;
 pub mod tfjs;
 
 pub use faceapi::{DescriptorsAndGrad, FaceApi, FaceApiError, FaceApiNet};
+pub use faceapi_fast::FaceApiFast;
 pub use tfjs::{FileDigest, TfjsError, TfjsWeights};

@@ -154,21 +154,57 @@ fn bench_blackbox(batches: &[usize], runs: usize, peers: bool, python: &str) -> 
         .map(|i| pseudo_random_image(112, 112, i as u64 + 7))
         .collect();
     let mut rows = Vec::new();
+    let threads = format!("{} threads", rayon::current_num_threads());
+    let simd = if model.fast().uses_simd() {
+        "AVX2+FMA kernel"
+    } else {
+        "portable kernel"
+    };
     for &b in batches {
         let batch = PixelBatch::from_images(&images[..b])?;
-        model.embed(&batch)?; // warm-up
-        let mut samples = Vec::new();
-        for _ in 0..runs.max(1) {
-            let t = Instant::now();
-            std::hint::black_box(model.embed(&batch)?);
-            samples.push(t.elapsed().as_secs_f64() * 1e3 / b as f64);
+        let targets = vec![advface_core::Descriptor(vec![0.0; 128]); b];
+        type Timed<'a> = (&'a str, String, Box<dyn Fn() -> Result<()> + 'a>);
+        let paths: [Timed; 3] = [
+            (
+                "advface fast path (Embedder::embed, what the oracle runs)",
+                format!("{threads}, {simd}"),
+                Box::new(|| {
+                    std::hint::black_box(model.embed(&batch)?);
+                    Ok(())
+                }),
+            ),
+            (
+                "advface burn flex (reference, differentiable)",
+                threads.clone(),
+                Box::new(|| {
+                    std::hint::black_box(model.embed_reference(&batch)?);
+                    Ok(())
+                }),
+            ),
+            (
+                "advface burn flex: forward + input gradient",
+                format!("{threads}; white-box reference attacks"),
+                Box::new(|| {
+                    std::hint::black_box(model.descriptors_and_input_grad(&batch, &targets)?);
+                    Ok(())
+                }),
+            ),
+        ];
+        for (system, note, f) in &paths {
+            f()?; // warm-up
+            let mut samples = Vec::new();
+            for _ in 0..runs.max(1) {
+                let t = Instant::now();
+                f()?;
+                samples.push(t.elapsed().as_secs_f64() * 1e3 / b as f64);
+            }
+            rows.push(Row {
+                system: system.to_string(),
+                batch: b,
+                ms_per_image: median(samples),
+                note: note.clone(),
+            });
         }
-        rows.push(Row {
-            system: "advface (burn flex, Rust)".into(),
-            batch: b,
-            ms_per_image: median(samples),
-            note: format!("{} threads", rayon::current_num_threads()),
-        });
     }
     let mut notes = Vec::new();
     if peers {
@@ -200,19 +236,45 @@ fn bench_blackbox(batches: &[usize], runs: usize, peers: bool, python: &str) -> 
     println!();
     let best = rows
         .iter()
-        .filter(|r| r.system.starts_with("advface"))
+        .filter(|r| r.system.starts_with("advface fast"))
         .map(|r| r.ms_per_image)
         .fold(f64::INFINITY, f64::min);
     println!(
-        "network: {:.3} G multiply-adds per image; advface best {:.2} ms/image = {:.1} GFLOP/s",
+        "network: {:.3} G multiply-adds per image; advface fast path best {:.2} ms/image = {:.1} GFLOP/s",
         macs as f64 / 1e9,
         best,
         2.0 * macs as f64 / (best * 1e-3) / 1e9
     );
+    if let Some(peak) = peak_gflops() {
+        println!(
+            "machine peak (f32, {} cores x {:.0} MHz x 32 FLOP/cycle: 2 AVX2 FMA units x 8 lanes x 2): \
+             {peak:.0} GFLOP/s; the fast path reaches {:.0}% of it",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            mhz().unwrap_or(0.0),
+            100.0 * 2.0 * macs as f64 / (best * 1e-3) / 1e9 / peak
+        );
+    }
     for n in notes {
         println!("{n}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn mhz() -> Option<f64> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn peak_gflops() -> Option<f64> {
+    let cores = std::thread::available_parallelism().ok()?.get() as f64;
+    Some(cores * mhz()? * 1e6 * 32.0 / 1e9)
 }
 
 fn repo_root() -> PathBuf {

@@ -1,0 +1,283 @@
+//! `advface distill`: student distillation. `collect` asks the black box for the
+//! descriptors of the distillation pool (crops and augmented copies) and keeps them in a
+//! resumable store; `train` (to come) fits a student to the store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use advface_core::Oracle;
+use advface_distill::{
+    collect, collect_store_spec, AugmentConfig, CollectConfig, CollectError, CollectEvent,
+    CollectReport, DescriptorStore, DEFAULT_BATCH,
+};
+use advface_oracle::{HttpConfig, HttpOracle};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use super::blackbox::{open_oracle, OracleArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Ask the black box for the descriptor of every distillation-pool crop (and augmented
+    /// copies) and keep them in a store; rerun the same command to resume.
+    Collect(CollectArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CollectArgs {
+    /// LFW folder holding images_deepfunneled/ (e.g. ../shared/data/lfw).
+    #[arg(long)]
+    pub lfw: PathBuf,
+    /// The distillation pool: crops-relative paths, one a line (the distill_list.txt
+    /// written by `advface prepare`). A pool that holds an attack identity is refused.
+    #[arg(long, value_name = "FILE")]
+    pub list: PathBuf,
+    /// Store folder (created). Rerunning with the same folder asks only for what it lacks.
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Augmented copies of each image besides the protocol crop (shifted, scaled, flipped,
+    /// colour-jittered; made from the full 250x250 image).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub copies: u32,
+    /// Seed of the augmented copies; a store keeps the seed it was made with.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per black-box call and per synced append: a kill loses at most one batch.
+    /// With --oracle, a call that fails part-way loses the answers it already had (up to
+    /// B-1 queries); --batch 1 loses none but sends one request at a time.
+    #[arg(long, value_name = "B", default_value_t = DEFAULT_BATCH)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub oracle: OracleArgs,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        Command::Collect(a) => run_collect(a),
+    }
+}
+
+fn run_collect(args: CollectArgs) -> Result<ExitCode> {
+    let list_bytes = std::fs::read(&args.list)
+        .with_context(|| format!("reading the pool list {}", args.list.display()))?;
+    let list_text = String::from_utf8(list_bytes.clone())
+        .with_context(|| format!("{} is not UTF-8 text", args.list.display()))?;
+    let pool: Vec<String> = list_text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if pool.is_empty() {
+        bail!(
+            "{} lists no image; give the distill_list.txt written by `advface prepare`",
+            args.list.display()
+        );
+    }
+
+    let oracle = open_oracle(&args.oracle)?;
+    let identity = oracle_identity(&args.oracle, oracle.as_ref())?;
+    let Some(descriptor_len) = oracle.descriptor_len() else {
+        bail!(
+            "the black box '{}' does not state its descriptor length, so its answers cannot \
+             be stored and checked",
+            oracle.name()
+        );
+    };
+    let cfg = CollectConfig {
+        copies: args.copies,
+        batch: args.batch,
+        augment: AugmentConfig {
+            seed: args.seed,
+            ..Default::default()
+        },
+    };
+    let spec = collect_store_spec(&identity, descriptor_len, &cfg.augment);
+    let mut store = DescriptorStore::open(&args.store, spec)
+        .with_context(|| format!("opening the descriptor store in {}", args.store.display()))?;
+    if store.recovered_bytes() > 0 {
+        eprintln!(
+            "note: dropped a torn final record ({} bytes) left by an interrupted run in {}",
+            store.recovered_bytes(),
+            store.path().display()
+        );
+    }
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let mut skipped = 0usize;
+    let mut observer = |e: CollectEvent<'_>| match e {
+        CollectEvent::Start {
+            images,
+            samples,
+            already_stored,
+            to_ask,
+            ..
+        } => {
+            bar.set_length(to_ask as u64);
+            bar.suspend(|| {
+                eprintln!(
+                    "pool: {images} images x {} = {samples} samples; {already_stored} already \
+                     stored, {to_ask} to ask of {}",
+                    cfg.copies + 1,
+                    oracle.name()
+                )
+            });
+        }
+        CollectEvent::Stored { samples } => bar.inc(samples as u64),
+        CollectEvent::Skipped { image, samples } => {
+            skipped += 1;
+            bar.inc(samples as u64);
+            bar.set_message(format!("{skipped} skipped"));
+            bar.suspend(|| eprintln!("skipped {}: {}", image.rel, image.reason));
+        }
+        CollectEvent::ImageQueued => {}
+    };
+    let queries_before = oracle.stats().queries;
+    let result = collect(
+        &pool,
+        &args.lfw,
+        oracle.as_ref(),
+        &mut store,
+        &cfg,
+        &mut observer,
+    );
+    bar.finish_and_clear();
+    // Every run, finished or not, leaves a line in the store's run log; a failure to write
+    // it is reported after the run's own error, if any.
+    let log = append_run_log(
+        &args,
+        &identity,
+        &cfg,
+        &list_bytes,
+        &store,
+        oracle.stats().queries.saturating_sub(queries_before),
+        result.as_ref(),
+    );
+    let report = result?;
+    log?;
+
+    println!(
+        "store {}: {} -> {} samples (+{})",
+        store.path().display(),
+        report.stored_before,
+        report.stored_after,
+        report.new_samples
+    );
+    println!(
+        "{} queries to {} ({}){}",
+        report.queries,
+        oracle.name(),
+        identity,
+        if report.cached > 0 {
+            format!(", {} answered from the cache", report.cached)
+        } else {
+            String::new()
+        }
+    );
+    if !report.skipped.is_empty() {
+        eprintln!("skipped {} unreadable image(s):", report.skipped.len());
+        for s in &report.skipped {
+            eprintln!("  {}: {}", s.rel, s.reason);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The identity a store is tied to: the local model's name, or `http:<model>` for a
+/// remote black box (as its `--cache` uses), so a store survives the server moving to
+/// another host or port.
+fn oracle_identity(args: &OracleArgs, oracle: &dyn Oracle) -> Result<String> {
+    match &args.oracle {
+        Some(url) => {
+            let mut cfg = HttpConfig::new(url.clone());
+            cfg.token = args.token.clone();
+            let health = HttpOracle::new(cfg)?
+                .health()
+                .context("asking the black box for its model name")?;
+            Ok(format!("http:{}", health.model))
+        }
+        None => Ok(oracle.name()),
+    }
+}
+
+/// Appends one JSON line per run to `<store>/collect-runs.jsonl` (run log): what was
+/// asked, with which settings, what it cost and how it ended, so every store says how it
+/// was made.
+fn append_run_log(
+    args: &CollectArgs,
+    identity: &str,
+    cfg: &CollectConfig,
+    list_bytes: &[u8],
+    store: &DescriptorStore,
+    queries: u64,
+    result: Result<&CollectReport, &CollectError>,
+) -> Result<()> {
+    let mut line = serde_json::json!({
+        "tool": format!("advface {}", env!("CARGO_PKG_VERSION")),
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "lfw": args.lfw,
+        "list": args.list,
+        "list_sha256": hex::encode(Sha256::digest(list_bytes)),
+        "oracle": identity,
+        "budget": args.oracle.budget,
+        "copies": cfg.copies,
+        "batch": cfg.batch,
+        "recipe": cfg.augment.recipe(),
+        "queries": queries,
+        "stored_after": store.len(),
+    });
+    let extra = match result {
+        Ok(r) => serde_json::json!({
+            "images": r.images,
+            "samples_wanted": r.samples_wanted,
+            "stored_before": r.stored_before,
+            "new_samples": r.new_samples,
+            "cached": r.cached,
+            "skipped": r.skipped.iter().map(|s| serde_json::json!({
+                "image": s.rel,
+                "reason": s.reason,
+            })).collect::<Vec<_>>(),
+        }),
+        Err(e) => serde_json::json!({ "error": error_chain(e) }),
+    };
+    if let (Some(a), serde_json::Value::Object(b)) = (line.as_object_mut(), extra) {
+        a.extend(b);
+    }
+    let path: PathBuf = Path::new(&args.store).join("collect-runs.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening the run log {}", path.display()))?;
+    writeln!(f, "{line}")
+        .and_then(|()| f.sync_data())
+        .with_context(|| format!("writing the run log {}", path.display()))?;
+    Ok(())
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}

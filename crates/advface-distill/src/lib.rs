@@ -1,0 +1,36 @@
+//! Student distillation, the data side: the samples a student learns from.
+//!
+//! The black box gives no gradients, so the MCS2018 recipe trains "student" networks to
+//! reproduce its descriptors and attacks the students. This crate makes and keeps their
+//! training data:
+//!
+//! - [`augment`](mod@augment): crops of LFW images, copy 0 exactly the protocol crop,
+//!   copies 1.. shifted, scaled, flipped and colour-jittered, deterministically;
+//! - [`store`]: [`DescriptorStore`], an append-only, crash-safe file of (crop, descriptor)
+//!   samples, so an interrupted collection re-asks nothing;
+//! - [`collect`](mod@collect): asks any [`Oracle`](advface_core::Oracle) for every sample of
+//!   the distillation pool not yet stored, refusing a pool that holds an attack identity;
+//! - [`split`]: the validation split by identity.
+//!
+//! It does not depend on a tensor library; training lives elsewhere.
+
+pub mod augment;
+pub mod collect;
+pub mod split;
+pub mod store;
+
+pub use augment::{
+    apply, augment, lfw_source_path, parse_sample_key, read_lfw_jpeg, sample_key, AugmentConfig,
+    AugmentError, AugmentParams, RECIPE_VERSION,
+};
+pub use collect::{
+    collect, collect_store_spec, CollectConfig, CollectError, CollectEvent, CollectReport,
+    SkippedImage, DEFAULT_BATCH,
+};
+pub use split::{
+    identity_of_key, is_validation_identity, split_by_identity, Split, DEFAULT_VAL_PERCENT,
+};
+pub use store::{
+    DescriptorStore, Sample, SampleIter, SampleRef, Samples, StoreError, StoreSpec, FORMAT_VERSION,
+    MAX_KEY_LEN, STORE_FILE_NAME,
+};
