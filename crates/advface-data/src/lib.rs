@@ -14,8 +14,3 @@ pub use protocol::{
     crop_rel_path, is_attack_identity, LfwIndex, Protocol, ProtocolError, IMAGES_PER_SIDE,
     MIN_ATTACK_IMAGES,
 };
-
-/// First row/column of the protocol crop.
-pub(crate) fn protocol_crop_start() -> u32 {
-    advface_image::LFW_CROP_START
-}

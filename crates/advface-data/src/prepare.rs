@@ -1,10 +1,10 @@
 //! `advface prepare`: LFW deep-funneled JPEGs -> the protocol's 112 x 112 PNG crops, the
 //! pairs file, the distillation list and a manifest. Deterministic byte for byte.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 
-use advface_image::{crop_lfw, decode_jpeg, encode_png, write_atomic, ImageError};
+use advface_core::CROP_SIZE;
+use advface_image::{crop_lfw, decode_jpeg, encode_png, write_atomic, ImageError, LFW_CROP_START};
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -142,7 +142,6 @@ pub fn prepare(
         },
         Skip(Skipped),
     }
-    let done = AtomicUsize::new(0);
     let outcomes: Vec<Outcome> = jobs
         .par_iter()
         .map(|(name, file)| -> Result<Outcome, PrepareError> {
@@ -168,7 +167,6 @@ pub fn prepare(
                 }
                 Err(reason) => Outcome::Skip(Skipped { path, reason }),
             };
-            done.fetch_add(1, Ordering::Relaxed);
             observer(PrepareEvent::Image);
             Ok(outcome)
         })
@@ -229,10 +227,7 @@ pub fn prepare(
     let manifest = Manifest {
         protocol: "LFW-MCS (PROTOCOL.md)",
         tool: format!("advface {}", env!("CARGO_PKG_VERSION")),
-        crop: [
-            crate::protocol_crop_start(),
-            crate::protocol_crop_start() + 112,
-        ],
+        crop: [LFW_CROP_START, LFW_CROP_START + CROP_SIZE],
         counts: &report,
         n: cfg.n,
         attack_only: cfg.attack_only,
@@ -245,12 +240,4 @@ pub fn prepare(
     json.push('\n');
     write_atomic(&manifest_path, json.as_bytes())?;
     Ok(report)
-}
-
-/// Checks that `out` is a usable output folder before long work starts.
-pub fn check_out_dir(out: &Path) -> Result<(), PrepareError> {
-    std::fs::create_dir_all(out).map_err(|source| PrepareError::CreateOut {
-        path: out.to_path_buf(),
-        source,
-    })
 }
