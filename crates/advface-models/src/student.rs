@@ -1,0 +1,746 @@
+//! Student networks: CNNs trained to reproduce the black box's descriptors from its answers
+//! (distillation, issue 4), so that attacks can take gradients through them.
+//!
+//! The architecture is the MCS2018 2nd-place team's: an ImageNet ResNet-18/34 cut after
+//! `layer3` (256 channels at width 64), global average pool, and a linear layer to the
+//! descriptor; the 3rd-place team's batch norm on the output is an option. Weights are
+//! randomly initialised (He-normal convolutions, as torchvision does); no pretrained weights
+//! are used.
+//!
+//! Two layers:
+//! - [`StudentTrainer`]: what the rest of the project uses. Takes crops as bytes, trains with
+//!   Adam on the MSE to target descriptors, predicts, gives input gradients, and saves and
+//!   loads its weights. No burn type appears in its signatures.
+//! - [`Student`]: the burn module (pixels in `[0, 1]` in, descriptors out), differentiable
+//!   end to end, for code that wants to stay in burn.
+//!
+//! # Weight file format
+//! `ADVFSTU1` (8 bytes), the length of the JSON config as a little-endian `u32`, the
+//! [`StudentConfig`] as JSON, then burn's burnpack record of the module (parameters and batch
+//! norm running statistics). Loading checks the config against the one asked for before
+//! touching the weights.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// Side of the square crops the student is trained on, in pixels (the 2nd-place team's
+/// 112 x 112 input).
+pub const STUDENT_INPUT_SIZE: usize = 112;
+
+/// ImageNet per-channel RGB mean for pixels in `[0, 1]` (torchvision's normalisation, which
+/// the ImageNet ResNets the teams started from expect).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+
+/// ImageNet per-channel RGB standard deviation for pixels in `[0, 1]` (torchvision).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+const FILE_MAGIC: &[u8; 8] = b"ADVFSTU1";
+const OPTIM_MAGIC: &[u8; 8] = b"ADVFOPT1";
+
+/// Error of a student network.
+#[derive(Debug, thiserror::Error)]
+pub enum StudentError {
+    /// The configuration cannot describe a network.
+    #[error("bad student config: {0}")]
+    BadConfig(String),
+    /// The input cannot be fed to the network.
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// A weight file was written for another configuration.
+    #[error(
+        "{path}: weights are for student config {found}, but {expected} was asked for",
+        path = path.display()
+    )]
+    ConfigMismatch {
+        /// The weight file.
+        path: PathBuf,
+        /// The config asked for, as JSON.
+        expected: String,
+        /// The config stored in the file, as JSON.
+        found: String,
+    },
+    /// A weight file is not a student weight file, or is damaged.
+    #[error("{path}: not a student weight file: {reason}", path = path.display())]
+    BadFile {
+        /// The weight file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// burn failed (record encoding, autodiff).
+    #[error("burn: {0}")]
+    Burn(String),
+}
+
+/// Student architecture family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// ResNet-18: BasicBlocks `[2, 2, 2, 2]` (He et al. 2016, torchvision `resnet18`).
+    ResNet18,
+    /// ResNet-34: BasicBlocks `[3, 4, 6, 3]` (He et al. 2016, torchvision `resnet34`).
+    ResNet34,
+}
+
+impl Arch {
+    /// BasicBlocks per stage of the full network (`layer1` .. `layer4`).
+    pub fn blocks_per_layer(self) -> [usize; 4] {
+        match self {
+            Arch::ResNet18 => [2, 2, 2, 2],
+            Arch::ResNet34 => [3, 4, 6, 3],
+        }
+    }
+}
+
+/// Configuration of a [`Student`]. Serialised into every weight file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudentConfig {
+    /// Architecture. Default [`Arch::ResNet18`] (the 2nd-place team trained ResNet-18 and -34).
+    #[serde(default = "default_arch")]
+    pub arch: Arch,
+    /// Channels of the stem and of `layer1`; stage `k` has `width * 2^(k-1)`. Default 64
+    /// (torchvision's ResNets).
+    #[serde(default = "default_width")]
+    pub width: usize,
+    /// Last stage kept, 1 to 4. Default 3: the 2nd-place team cut the ResNets after `layer3`
+    /// (256 channels at width 64, a 7 x 7 map at 112 px input).
+    #[serde(default = "default_stop_after_layer")]
+    pub stop_after_layer: usize,
+    /// Descriptor length. Default 128 (face-api.js / dlib descriptors).
+    #[serde(default = "default_descriptor_len")]
+    pub descriptor_len: usize,
+    /// Batch norm on the output descriptor (the 3rd-place team's addition). Default `false`
+    /// (the 2nd-place team's plain linear output).
+    #[serde(default)]
+    pub output_batch_norm: bool,
+}
+
+fn default_arch() -> Arch {
+    Arch::ResNet18
+}
+fn default_width() -> usize {
+    64
+}
+fn default_stop_after_layer() -> usize {
+    3
+}
+fn default_descriptor_len() -> usize {
+    128
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        StudentConfig {
+            arch: default_arch(),
+            width: default_width(),
+            stop_after_layer: default_stop_after_layer(),
+            descriptor_len: default_descriptor_len(),
+            output_batch_norm: false,
+        }
+    }
+}
+
+impl StudentConfig {
+    /// Checks that the config describes a network.
+    pub fn validate(&self) -> Result<(), StudentError> {
+        if self.width == 0 || self.width > 4096 {
+            return Err(StudentError::BadConfig(format!(
+                "width must be 1 to 4096, got {}",
+                self.width
+            )));
+        }
+        if !(1..=4).contains(&self.stop_after_layer) {
+            return Err(StudentError::BadConfig(format!(
+                "stop_after_layer must be 1 to 4, got {}",
+                self.stop_after_layer
+            )));
+        }
+        if self.descriptor_len == 0 || self.descriptor_len > 1 << 16 {
+            return Err(StudentError::BadConfig(format!(
+                "descriptor_len must be 1 to 65536, got {}",
+                self.descriptor_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// Channels of the feature map fed to the average pool: `width * 2^(stop_after_layer-1)`.
+    pub fn feature_channels(&self) -> usize {
+        self.width << (self.stop_after_layer.clamp(1, 4) - 1)
+    }
+
+    /// Trainable parameters (convolution weights, batch norm scales and shifts, linear weight
+    /// and bias; not the batch norm running statistics), computed from the config alone.
+    pub fn trainable_params(&self) -> usize {
+        let w = self.width;
+        let bn = |c: usize| 2 * c;
+        let mut total = 3 * w * 49 + bn(w);
+        let mut c_in = w;
+        let blocks = self.arch.blocks_per_layer();
+        for (stage, &count) in blocks.iter().enumerate().take(self.stop_after_layer) {
+            let c_out = w << stage;
+            for b in 0..count {
+                let cin = if b == 0 { c_in } else { c_out };
+                total += cin * c_out * 9 + bn(c_out) + c_out * c_out * 9 + bn(c_out);
+                if b == 0 && (stage > 0 || cin != c_out) {
+                    total += cin * c_out + bn(c_out);
+                }
+            }
+            c_in = c_out;
+        }
+        total += c_in * self.descriptor_len + self.descriptor_len;
+        if self.output_batch_norm {
+            total += bn(self.descriptor_len);
+        }
+        total
+    }
+
+    /// Builds a randomly initialised student on `device` (He-normal, fan-out convolutions
+    /// as in torchvision; batch norm scale 1, shift 0; burn's default linear init).
+    /// Seed the device first (`device.seed(..)`) for reproducible weights.
+    pub fn init(&self, device: &Device) -> Result<Student, StudentError> {
+        self.validate()?;
+        let w = self.width;
+        let conv1 = conv(3, w, 7, 2, 3, device);
+        let bn1 = BatchNormConfig::new(w).init(device);
+        let mut blocks = Vec::new();
+        let mut c_in = w;
+        let counts = self.arch.blocks_per_layer();
+        for (stage, &count) in counts.iter().enumerate().take(self.stop_after_layer) {
+            let c_out = w << stage;
+            for b in 0..count {
+                let stride = if b == 0 && stage > 0 { 2 } else { 1 };
+                let cin = if b == 0 { c_in } else { c_out };
+                blocks.push(BasicBlock::new(cin, c_out, stride, device));
+            }
+            c_in = c_out;
+        }
+        let fc = LinearConfig::new(c_in, self.descriptor_len).init(device);
+        let out_bn = self
+            .output_batch_norm
+            .then(|| BatchNormConfig::new(self.descriptor_len).init(device));
+        Ok(Student {
+            conv1,
+            bn1,
+            blocks,
+            fc,
+            out_bn,
+        })
+    }
+}
+
+fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
+/// Projection shortcut: 1 x 1 convolution (with the block's stride) and batch norm.
+#[derive(Module, Debug)]
+pub struct Downsample {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+/// ResNet BasicBlock: 3 x 3 conv, BN, ReLU, 3 x 3 conv, BN, add the shortcut, ReLU.
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    downsample: Option<Downsample>,
+}
+
+impl BasicBlock {
+    fn new(c_in: usize, c_out: usize, stride: usize, device: &Device) -> Self {
+        let downsample = (stride != 1 || c_in != c_out).then(|| Downsample {
+            conv: conv(c_in, c_out, 1, stride, 0, device),
+            bn: BatchNormConfig::new(c_out).init(device),
+        });
+        BasicBlock {
+            conv1: conv(c_in, c_out, 3, stride, 1, device),
+            bn1: BatchNormConfig::new(c_out).init(device),
+            conv2: conv(c_out, c_out, 3, 1, 1, device),
+            bn2: BatchNormConfig::new(c_out).init(device),
+            downsample,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
+        let out = self.bn2.forward(self.conv2.forward(out));
+        let shortcut = match &self.downsample {
+            Some(d) => d.bn.forward(d.conv.forward(x)),
+            None => x,
+        };
+        relu(out + shortcut)
+    }
+}
+
+/// The student network: truncated ResNet, global average pool, linear, optional output
+/// batch norm. Build it with [`StudentConfig::init`].
+///
+/// Batch norm layers use batch statistics (and update their running statistics) when the
+/// input is on an autodiff device and the module is in training mode; use
+/// [`Module::valid`] for inference with the running statistics.
+#[derive(Module, Debug)]
+pub struct Student {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    blocks: Vec<BasicBlock>,
+    fc: Linear,
+    out_bn: Option<BatchNorm>,
+}
+
+impl Student {
+    /// Descriptors of a batch of images.
+    ///
+    /// The ImageNet normalisation (`(x - IMAGENET_MEAN) / IMAGENET_STD`) is done here: the
+    /// preprocessing belongs to the model.
+    ///
+    /// # Shapes
+    /// - `pixels`: `[n, 3, h, w]`, RGB in `[0, 1]`; trained at `h = w = 112`.
+    /// - output: `[n, descriptor_len]`.
+    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
+        let device = pixels.device();
+        let mean = Tensor::<4>::from_data(
+            TensorData::new(IMAGENET_MEAN.to_vec(), [1, 3, 1, 1]),
+            &device,
+        );
+        let inv_std: Vec<f32> = IMAGENET_STD.iter().map(|s| 1.0 / s).collect();
+        let inv_std = Tensor::<4>::from_data(TensorData::new(inv_std, [1, 3, 1, 1]), &device);
+        let x = (pixels - mean) * inv_std;
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = max_pool2d(
+            x,
+            MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1]),
+        );
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let [n, c, _, _] = x.dims();
+        let x = x.mean_dim(3).mean_dim(2).reshape([n, c]);
+        let d = self.fc.forward(x);
+        match &self.out_bn {
+            Some(bn) => bn.forward(d),
+            None => d,
+        }
+    }
+}
+
+/// Trains and runs a [`Student`] on the CPU (burn's `flex` backend) with Adam and MSE loss.
+///
+/// Inputs are crops as bytes: `n` images of 112 x 112 x 3 `u8`, row-major HWC (RGB), one
+/// after the other (NHWC). Descriptors are `n x descriptor_len` `f32`, row-major.
+pub struct StudentTrainer {
+    config: StudentConfig,
+    /// Always `Some` outside [`StudentTrainer::step`] (the optimizer takes the module by value).
+    model: Option<Student>,
+    optim: ModuleOptimizer,
+    device: Device,
+    steps: u64,
+}
+
+impl std::fmt::Debug for StudentTrainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StudentTrainer")
+            .field("config", &self.config)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adam as PyTorch's defaults (`betas = (0.9, 0.999)`, `eps = 1e-8`, no weight decay), which
+/// the teams used; burn's own default epsilon is 1e-5.
+fn adam() -> ModuleOptimizer {
+    AdamConfig::new().with_epsilon(1e-8).init()
+}
+
+impl StudentTrainer {
+    /// A randomly initialised student, weights drawn from `seed` (the same seed gives the
+    /// same weights).
+    pub fn new(config: StudentConfig, seed: u64) -> Result<Self, StudentError> {
+        config.validate()?;
+        let device = Device::flex().autodiff();
+        let model = {
+            // burn draws parameters lazily (at first use) from one process-wide generator:
+            // seed it and draw every parameter now, under a lock, so the weights depend on
+            // `seed` alone and not on what other threads draw meanwhile.
+            static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+            device.seed(seed);
+            let record = config.init(&device)?.into_record();
+            config
+                .init(&device)?
+                .try_load_record(record)
+                .map_err(|e| StudentError::Burn(e.to_string()))?
+        };
+        Ok(StudentTrainer {
+            config,
+            model: Some(model),
+            optim: adam(),
+            device,
+            steps: 0,
+        })
+    }
+
+    /// The student's configuration.
+    pub fn config(&self) -> &StudentConfig {
+        &self.config
+    }
+
+    /// Training steps taken since this trainer was built or loaded.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Parameters of the module as burn counts them: trainable parameters plus the batch norm
+    /// running means and variances.
+    pub fn num_params(&self) -> usize {
+        self.model.as_ref().map_or(0, |m| m.num_params())
+    }
+
+    fn model(&self) -> Result<&Student, StudentError> {
+        self.model
+            .as_ref()
+            .ok_or_else(|| StudentError::Burn("the module was lost in a failed step".into()))
+    }
+
+    /// Number of crops in `crops_u8`, or an error if its length is not a whole number of
+    /// 112 x 112 x 3 crops.
+    fn count(crops_u8: &[u8]) -> Result<usize, StudentError> {
+        let per = STUDENT_INPUT_SIZE * STUDENT_INPUT_SIZE * 3;
+        if crops_u8.is_empty() || !crops_u8.len().is_multiple_of(per) {
+            return Err(StudentError::BadInput(format!(
+                "crops: {} bytes is not a positive multiple of {per} (112 x 112 x 3)",
+                crops_u8.len()
+            )));
+        }
+        Ok(crops_u8.len() / per)
+    }
+
+    /// NHWC u8 -> NCHW f32 in [0, 1].
+    fn pixels(crops_u8: &[u8], n: usize, device: &Device) -> Tensor<4> {
+        let s = STUDENT_INPUT_SIZE;
+        let hw = s * s;
+        let mut v = vec![0f32; n * 3 * hw];
+        for i in 0..n {
+            let src = &crops_u8[i * hw * 3..(i + 1) * hw * 3];
+            let dst = &mut v[i * 3 * hw..(i + 1) * 3 * hw];
+            for p in 0..hw {
+                for c in 0..3 {
+                    dst[c * hw + p] = src[p * 3 + c] as f32 / 255.0;
+                }
+            }
+        }
+        Tensor::<4>::from_data(TensorData::new(v, [n, 3, s, s]), device)
+    }
+
+    fn to_vec(data: TensorData) -> Result<Vec<f32>, StudentError> {
+        data.try_into_vec::<f32>()
+            .map_err(|e| StudentError::Burn(format!("reading a tensor back: {e:?}")))
+    }
+
+    /// One Adam step on the mean squared error between the student's descriptors of
+    /// `crops_u8` and `targets`, with batch statistics in the batch norms.
+    ///
+    /// `lr` is Adam's learning rate for this step (the schedule belongs to the caller).
+    /// Returns the MSE per element (mean over `n x descriptor_len`) before the step.
+    ///
+    /// # Shapes
+    /// - `crops_u8`: `n x 112 x 112 x 3` bytes (NHWC, RGB), `n >= 2` with an output batch norm.
+    /// - `targets`: `n x descriptor_len` values.
+    pub fn step(&mut self, crops_u8: &[u8], targets: &[f32], lr: f64) -> Result<f32, StudentError> {
+        let n = Self::count(crops_u8)?;
+        let d = self.config.descriptor_len;
+        if targets.len() != n * d {
+            return Err(StudentError::BadInput(format!(
+                "targets: expected {} values ({n} crops x {d}), got {}",
+                n * d,
+                targets.len()
+            )));
+        }
+        if let Some(i) = targets.iter().position(|t| !t.is_finite()) {
+            return Err(StudentError::BadInput(format!(
+                "targets: value {i} is not finite"
+            )));
+        }
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(StudentError::BadInput(format!(
+                "learning rate must be positive and finite, got {lr}"
+            )));
+        }
+        if n < 2 && self.config.output_batch_norm {
+            return Err(StudentError::BadInput(
+                "a batch of one cannot train an output batch norm (its batch variance is zero)"
+                    .into(),
+            ));
+        }
+        let x = Self::pixels(crops_u8, n, &self.device);
+        let t = Tensor::<2>::from_data(TensorData::new(targets.to_vec(), [n, d]), &self.device);
+        let diff = self.model()?.forward(x) - t;
+        let loss = (diff.clone() * diff).mean();
+        let value = Self::to_vec(loss.to_data())?;
+        let value = value
+            .first()
+            .copied()
+            .ok_or_else(|| StudentError::Burn("empty loss".into()))?;
+        let grads = GradientsParams::from_grads(loss.backward(), self.model()?);
+        let model = self
+            .model
+            .take()
+            .ok_or_else(|| StudentError::Burn("no module".into()))?;
+        self.model = Some(self.optim.step(lr, model, grads));
+        self.steps += 1;
+        Ok(value)
+    }
+
+    /// Descriptors of `crops_u8` in eval mode (batch norm running statistics), as
+    /// `n x descriptor_len` values, row-major.
+    ///
+    /// # Shapes
+    /// - `crops_u8`: `n x 112 x 112 x 3` bytes (NHWC, RGB).
+    pub fn predict(&self, crops_u8: &[u8], n: usize) -> Result<Vec<f32>, StudentError> {
+        let got = Self::count(crops_u8)?;
+        if got != n {
+            return Err(StudentError::BadInput(format!(
+                "crops: expected {n} crops, got {got}"
+            )));
+        }
+        let model = self.model()?.valid();
+        let device = self.device.clone().without_autodiff();
+        let x = Self::pixels(crops_u8, n, &device);
+        Self::to_vec(model.forward(x).into_data())
+    }
+
+    /// Descriptors of `pixels` in eval mode and the gradient with respect to the pixels of
+    /// `sum(descriptors * cotangent)`.
+    ///
+    /// # Shapes
+    /// - `pixels`: `n x 3 x h x w` values in `[0, 1]` (NCHW, the project's `PixelBatch`).
+    /// - `cotangent`: `n x descriptor_len` values.
+    /// - returns (`n x descriptor_len` descriptors, `n x 3 x h x w` gradient).
+    pub fn descriptors_and_grad(
+        &self,
+        pixels: &[f32],
+        shape: [usize; 4],
+        cotangent: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>), StudentError> {
+        let [n, c, h, w] = shape;
+        let d = self.config.descriptor_len;
+        if n == 0 || c != 3 || h < 32 || w < 32 || pixels.len() != n * c * h * w {
+            return Err(StudentError::BadInput(format!(
+                "pixels: shape {shape:?} (need n >= 1, 3 channels, at least 32 x 32) with {} values",
+                pixels.len()
+            )));
+        }
+        if cotangent.len() != n * d {
+            return Err(StudentError::BadInput(format!(
+                "cotangent: expected {} values ({n} x {d}), got {}",
+                n * d,
+                cotangent.len()
+            )));
+        }
+        let model = self.model()?.valid();
+        let x = Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), shape), &self.device)
+            .require_grad();
+        let out = model.forward(x.clone());
+        let descriptors = Self::to_vec(out.to_data())?;
+        let g = Tensor::<2>::from_data(
+            TensorData::new(cotangent.to_vec(), [n, d]),
+            &self.device.clone().without_autodiff(),
+        );
+        let grads = (out * g).sum().backward();
+        let grad = x.grad(&grads).ok_or_else(|| {
+            StudentError::Burn("autodiff returned no gradient for the input".into())
+        })?;
+        Ok((descriptors, Self::to_vec(grad.into_data())?))
+    }
+
+    /// Writes the weights (and batch norm statistics) and the config to `path`, atomically:
+    /// a temporary file beside it is written, synced, then renamed over `path`.
+    pub fn save(&self, path: &Path) -> Result<(), StudentError> {
+        let json =
+            serde_json::to_vec(&self.config).map_err(|e| StudentError::Burn(e.to_string()))?;
+        let record = self
+            .model()?
+            .valid()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| StudentError::Burn(e.to_string()))?;
+        write_atomic(
+            path,
+            &[
+                FILE_MAGIC,
+                &(json.len() as u32).to_le_bytes(),
+                &json,
+                &record,
+            ],
+        )
+    }
+
+    /// Writes Adam's state (first and second moments, step counts per parameter) and the
+    /// trainer's step count to `path`, atomically (as [`save`](Self::save)). With the weights
+    /// file, this is what a resumed run needs to continue as if never stopped.
+    pub fn save_optimizer(&self, path: &Path) -> Result<(), StudentError> {
+        let record = self
+            .optim
+            .into_bytes()
+            .map_err(|e| StudentError::Burn(e.to_string()))?;
+        write_atomic(path, &[OPTIM_MAGIC, &self.steps.to_le_bytes(), &record])
+    }
+
+    /// Loads Adam's state written by [`save_optimizer`](Self::save_optimizer) from a trainer
+    /// whose weights were then saved and loaded here (burn keys the state by parameter id,
+    /// which the weights file keeps). Restores the step count too.
+    pub fn load_optimizer(&mut self, path: &Path) -> Result<(), StudentError> {
+        let bytes = fs::read(path).map_err(|source| StudentError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason: String| StudentError::BadFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.len() < 16 || &bytes[..8] != OPTIM_MAGIC {
+            return Err(bad("missing the ADVFOPT1 header".into()));
+        }
+        let mut steps = [0u8; 8];
+        steps.copy_from_slice(&bytes[8..16]);
+        let record = Bytes::from_bytes_vec(bytes[16..].to_vec());
+        let fresh = adam();
+        // burn's optimizer loader panics on some malformed records; a damaged file must be
+        // an error, not a crash.
+        let loaded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fresh.from_bytes(record)))
+                .map_err(|_| bad("optimizer record is malformed".into()))?
+                .map_err(|e| bad(e.to_string()))?;
+        self.optim = loaded;
+        self.steps = u64::from_le_bytes(steps);
+        Ok(())
+    }
+
+    /// Reads the config stored in a weight file.
+    pub fn read_config(path: &Path) -> Result<StudentConfig, StudentError> {
+        Ok(read_file(path)?.0)
+    }
+
+    /// Loads a student saved by [`save`](Self::save), checking that it was saved with
+    /// `config`. The optimizer state starts fresh.
+    pub fn load(config: StudentConfig, path: &Path) -> Result<Self, StudentError> {
+        config.validate()?;
+        let (found, record) = read_file(path)?;
+        if found != config {
+            let json =
+                |c: &StudentConfig| serde_json::to_string(c).unwrap_or_else(|_| format!("{c:?}"));
+            return Err(StudentError::ConfigMismatch {
+                path: path.to_path_buf(),
+                expected: json(&config),
+                found: json(&found),
+            });
+        }
+        let device = Device::flex().autodiff();
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(record)).map_err(|e| {
+            StudentError::BadFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+        let model =
+            config
+                .init(&device)?
+                .try_load_record(record)
+                .map_err(|e| StudentError::BadFile {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+        Ok(StudentTrainer {
+            config,
+            model: Some(model),
+            optim: adam(),
+            device,
+            steps: 0,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<(StudentConfig, Vec<u8>), StudentError> {
+    let bytes = fs::read(path).map_err(|source| StudentError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| StudentError::BadFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.len() < 12 || &bytes[..8] != FILE_MAGIC {
+        return Err(bad("missing the ADVFSTU1 header".into()));
+    }
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    let json = bytes
+        .get(12..12 + len)
+        .ok_or_else(|| bad(format!("truncated config ({len} bytes announced)")))?;
+    let config: StudentConfig =
+        serde_json::from_slice(json).map_err(|e| bad(format!("config: {e}")))?;
+    Ok((config, bytes[12 + len..].to_vec()))
+}
+
+/// Writes `parts` to a temporary file beside `path`, syncs it, and renames it over `path`, so
+/// `path` holds either its old content or all of the new one.
+fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), StudentError> {
+    let mut name = path
+        .file_name()
+        .map(|s| s.to_os_string())
+        .ok_or_else(|| StudentError::BadInput(format!("{}: not a file path", path.display())))?;
+    name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let io = |source| StudentError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io)?;
+        for part in parts {
+            f.write_all(part).map_err(io)?;
+        }
+        f.sync_all().map_err(io)?;
+        fs::rename(&tmp, path).map_err(|source| StudentError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,327 @@
+//! Student networks: shapes, learning on a tiny batch, save/load, and their errors.
+
+use std::path::PathBuf;
+
+use advface_models::student::{
+    Arch, StudentConfig, StudentError, StudentTrainer, STUDENT_INPUT_SIZE,
+};
+
+/// Deterministic pseudo-random numbers (SplitMix64), so the test needs no rng crate.
+struct SplitMix(u64);
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+const CROP: usize = STUDENT_INPUT_SIZE * STUDENT_INPUT_SIZE * 3;
+
+fn small() -> StudentConfig {
+    StudentConfig {
+        width: 8,
+        ..StudentConfig::default()
+    }
+}
+
+fn crops(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = SplitMix(seed);
+    (0..n * CROP).map(|_| (rng.next() >> 56) as u8).collect()
+}
+
+fn targets(n: usize, len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix(seed);
+    (0..n * len).map(|_| (rng.unit() - 0.5) * 0.3).collect()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("advface-student-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn student_defaults_are_the_second_place_recipe() {
+    let c = StudentConfig::default();
+    assert_eq!(c.arch, Arch::ResNet18);
+    assert_eq!(c.width, 64);
+    assert_eq!(c.stop_after_layer, 3);
+    assert_eq!(c.descriptor_len, 128);
+    assert!(!c.output_batch_norm);
+    assert_eq!(c.feature_channels(), 256);
+    // Serde: missing fields take the defaults; unknown fields are refused.
+    let parsed: StudentConfig = serde_json::from_str(r#"{"arch":"resnet34"}"#).unwrap();
+    assert_eq!(parsed.arch, Arch::ResNet34);
+    assert_eq!(parsed.width, 64);
+    assert!(serde_json::from_str::<StudentConfig>(r#"{"widht":8}"#).is_err());
+}
+
+#[test]
+fn student_bad_config_is_an_error() {
+    for c in [
+        StudentConfig {
+            width: 0,
+            ..small()
+        },
+        StudentConfig {
+            stop_after_layer: 5,
+            ..small()
+        },
+        StudentConfig {
+            descriptor_len: 0,
+            ..small()
+        },
+    ] {
+        assert!(matches!(
+            StudentTrainer::new(c, 1),
+            Err(StudentError::BadConfig(_))
+        ));
+    }
+}
+
+#[test]
+fn student_output_shape_and_param_count() {
+    for config in [
+        small(),
+        StudentConfig {
+            arch: Arch::ResNet34,
+            output_batch_norm: true,
+            descriptor_len: 64,
+            ..small()
+        },
+    ] {
+        let t = StudentTrainer::new(config.clone(), 7).unwrap();
+        let out = t.predict(&crops(3, 1), 3).unwrap();
+        assert_eq!(out.len(), 3 * config.descriptor_len);
+        assert!(out.iter().all(|v| v.is_finite()));
+        // burn counts the batch norm running mean and variance too: as many values as the
+        // batch norm scales and shifts, so num_params = trainable + (bn scale + shift).
+        let trainable = config.trainable_params();
+        assert!(
+            t.num_params() > trainable,
+            "{} vs {trainable}",
+            t.num_params()
+        );
+    }
+    // Full-width ResNet-18 cut after layer3: torchvision's resnet18 up to layer3 has
+    // 2,782,784 parameters (conv1, bn1, layer1..3); plus the 256 x 128 linear layer and bias.
+    assert_eq!(
+        StudentConfig::default().trainable_params(),
+        2_782_784 + 256 * 128 + 128
+    );
+}
+
+#[test]
+fn student_bad_input_is_an_error() {
+    let mut t = StudentTrainer::new(small(), 1).unwrap();
+    assert!(matches!(
+        t.predict(&[0u8; 10], 1),
+        Err(StudentError::BadInput(_))
+    ));
+    assert!(matches!(
+        t.predict(&crops(2, 1), 3),
+        Err(StudentError::BadInput(_))
+    ));
+    assert!(matches!(
+        t.step(&crops(2, 1), &targets(1, 128, 2), 1e-3),
+        Err(StudentError::BadInput(_))
+    ));
+    let mut bad = targets(2, 128, 2);
+    bad[5] = f32::NAN;
+    assert!(matches!(
+        t.step(&crops(2, 1), &bad, 1e-3),
+        Err(StudentError::BadInput(_))
+    ));
+    assert!(matches!(
+        t.step(&crops(2, 1), &targets(2, 128, 2), -1.0),
+        Err(StudentError::BadInput(_))
+    ));
+}
+
+#[test]
+fn student_training_reduces_mse_on_a_tiny_batch() {
+    let n = 8;
+    let x = crops(n, 11);
+    let y = targets(n, 128, 12);
+    let mut t = StudentTrainer::new(small(), 3).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..40 {
+        losses.push(t.step(&x, &y, 3e-3).unwrap());
+    }
+    let first = losses[0];
+    let last = *losses.last().unwrap();
+    eprintln!(
+        "MSE per element over {} steps: {first} -> {last}",
+        losses.len()
+    );
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(last < 0.3 * first, "MSE {first} -> {last}: {losses:?}");
+    assert_eq!(t.steps(), 40);
+    // Eval mode (running statistics) also fits the batch better than at the start.
+    let pred = t.predict(&x, n).unwrap();
+    let mse: f32 = pred
+        .iter()
+        .zip(&y)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        / y.len() as f32;
+    assert!(mse.is_finite());
+}
+
+#[test]
+fn student_save_load_is_bit_identical() {
+    let config = StudentConfig {
+        output_batch_norm: true,
+        ..small()
+    };
+    let mut t = StudentTrainer::new(config.clone(), 5).unwrap();
+    let x = crops(4, 21);
+    let y = targets(4, 128, 22);
+    for _ in 0..3 {
+        t.step(&x, &y, 1e-3).unwrap();
+    }
+    let path = tmp("roundtrip.student");
+    t.save(&path).unwrap();
+    assert_eq!(StudentTrainer::read_config(&path).unwrap(), config);
+    let loaded = StudentTrainer::load(config, &path).unwrap();
+    let a = t.predict(&x, 4).unwrap();
+    let b = loaded.predict(&x, 4).unwrap();
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // A fresh student with another seed predicts differently (the load did something).
+    let other = StudentTrainer::new(t.config().clone(), 99).unwrap();
+    assert_ne!(other.predict(&x, 4).unwrap(), a);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn student_wrong_config_load_is_a_clear_error() {
+    let t = StudentTrainer::new(small(), 5).unwrap();
+    let path = tmp("wrong.student");
+    t.save(&path).unwrap();
+    let err = StudentTrainer::load(
+        StudentConfig {
+            descriptor_len: 64,
+            ..small()
+        },
+        &path,
+    )
+    .unwrap_err();
+    assert!(matches!(err, StudentError::ConfigMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"descriptor_len\":64") && msg.contains("\"descriptor_len\":128"),
+        "{msg}"
+    );
+
+    let missing = StudentTrainer::load(small(), &tmp("missing.student")).unwrap_err();
+    assert!(matches!(missing, StudentError::Io { .. }), "{missing}");
+
+    let garbage = tmp("garbage.student");
+    std::fs::write(&garbage, b"not a student").unwrap();
+    let err = StudentTrainer::load(small(), &garbage).unwrap_err();
+    assert!(matches!(err, StudentError::BadFile { .. }), "{err}");
+
+    // Truncated weights: the header is fine, the record is not.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&garbage, &bytes[..bytes.len() / 2]).unwrap();
+    let err = StudentTrainer::load(small(), &garbage).unwrap_err();
+    assert!(matches!(err, StudentError::BadFile { .. }), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&garbage).unwrap();
+}
+
+#[test]
+fn student_input_gradient_matches_finite_differences() {
+    let t = StudentTrainer::new(small(), 8).unwrap();
+    let shape = [1, 3, 112, 112];
+    let mut rng = SplitMix(31);
+    let pixels: Vec<f32> = (0..3 * 112 * 112).map(|_| rng.unit()).collect();
+    let cot = targets(1, 128, 32);
+    let (d, g) = t.descriptors_and_grad(&pixels, shape, &cot).unwrap();
+    assert_eq!(d.len(), 128);
+    assert_eq!(g.len(), pixels.len());
+    // Eval-mode descriptors agree with predict's (same weights, same statistics).
+    let f = |p: &[f32]| -> f64 {
+        let (d, _) = t.descriptors_and_grad(p, shape, &cot).unwrap();
+        d.iter()
+            .zip(&cot)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
+    };
+    // Directional derivative along the gradient itself.
+    let norm: f64 = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    assert!(norm > 0.0);
+    let eps = 1e-2 / norm;
+    let plus: Vec<f32> = pixels
+        .iter()
+        .zip(&g)
+        .map(|(p, v)| p + (eps * *v as f64) as f32)
+        .collect();
+    let minus: Vec<f32> = pixels
+        .iter()
+        .zip(&g)
+        .map(|(p, v)| p - (eps * *v as f64) as f32)
+        .collect();
+    let numeric = (f(&plus) - f(&minus)) / (2.0 * eps);
+    let analytic = norm * norm;
+    assert!(
+        (numeric - analytic).abs() < 0.05 * analytic,
+        "numeric {numeric} vs analytic {analytic}"
+    );
+}
+
+#[test]
+fn student_resume_from_weights_and_optimizer_continues_identically() {
+    let config = small();
+    let x = crops(4, 41);
+    let y = targets(4, 128, 42);
+    let mut a = StudentTrainer::new(config.clone(), 6).unwrap();
+    for _ in 0..3 {
+        a.step(&x, &y, 1e-3).unwrap();
+    }
+    let weights = tmp("resume.student");
+    let optim = tmp("resume.adam");
+    a.save(&weights).unwrap();
+    a.save_optimizer(&optim).unwrap();
+    let mut b = StudentTrainer::load(config, &weights).unwrap();
+    b.load_optimizer(&optim).unwrap();
+    assert_eq!(b.steps(), 3);
+    for _ in 0..2 {
+        let la = a.step(&x, &y, 1e-3).unwrap();
+        let lb = b.step(&x, &y, 1e-3).unwrap();
+        assert_eq!(la.to_bits(), lb.to_bits());
+    }
+    assert_eq!(a.predict(&x, 4).unwrap(), b.predict(&x, 4).unwrap());
+
+    // A damaged optimizer file is an error, not a crash.
+    std::fs::write(&optim, b"ADVFOPT1\0\0\0\0\0\0\0\0garbage").unwrap();
+    assert!(matches!(
+        b.load_optimizer(&optim),
+        Err(StudentError::BadFile { .. })
+    ));
+    std::fs::remove_file(&weights).unwrap();
+    std::fs::remove_file(&optim).unwrap();
+}
+
+#[test]
+fn student_same_seed_same_weights() {
+    let x = crops(2, 51);
+    let a = StudentTrainer::new(small(), 77)
+        .unwrap()
+        .predict(&x, 2)
+        .unwrap();
+    let b = StudentTrainer::new(small(), 77)
+        .unwrap()
+        .predict(&x, 2)
+        .unwrap();
+    assert_eq!(a, b);
+}
