@@ -293,8 +293,15 @@ impl SsimReference {
         // (Fully overwritten below; taken from the caller's reusable buffers.)
         let (g_uy, rest) = grid.split_at_mut(if want_grad { oh * ow } else { 0 });
         let (g_uyy, g_uxy) = rest.split_at_mut(if want_grad { oh * ow } else { 0 });
+        /// Adds (`ADD`) or removes one image row from the running column sums.
         #[inline(always)]
-        fn add_row(cy: &mut [f64], cyy: &mut [f64], cxy: &mut [f64], yr: &[f64], xr: &[f64]) {
+        fn update_row<const ADD: bool>(
+            cy: &mut [f64],
+            cyy: &mut [f64],
+            cxy: &mut [f64],
+            yr: &[f64],
+            xr: &[f64],
+        ) {
             for ((((a, b), c), &v), &u) in cy
                 .iter_mut()
                 .zip(cyy.iter_mut())
@@ -302,36 +309,28 @@ impl SsimReference {
                 .zip(yr)
                 .zip(xr)
             {
-                *a += v;
-                *b += v * v;
-                *c += v * u;
-            }
-        }
-        #[inline(always)]
-        fn sub_row(cy: &mut [f64], cyy: &mut [f64], cxy: &mut [f64], yr: &[f64], xr: &[f64]) {
-            for ((((a, b), c), &v), &u) in cy
-                .iter_mut()
-                .zip(cyy.iter_mut())
-                .zip(cxy.iter_mut())
-                .zip(yr)
-                .zip(xr)
-            {
-                *a -= v;
-                *b -= v * v;
-                *c -= v * u;
+                if ADD {
+                    *a += v;
+                    *b += v * v;
+                    *c += v * u;
+                } else {
+                    *a -= v;
+                    *b -= v * v;
+                    *c -= v * u;
+                }
             }
         }
         for row in 0..win {
             let span = row * w..(row + 1) * w;
-            add_row(&mut cy, &mut cyy, &mut cxy, &y[span.clone()], &x[span]);
+            update_row::<true>(&mut cy, &mut cyy, &mut cxy, &y[span.clone()], &x[span]);
         }
         let mut sum = 0f64;
         for i in 0..oh {
             if i > 0 {
                 let add = (i + 2 * r) * w..(i + 2 * r + 1) * w;
-                add_row(&mut cy, &mut cyy, &mut cxy, &y[add.clone()], &x[add]);
+                update_row::<true>(&mut cy, &mut cyy, &mut cxy, &y[add.clone()], &x[add]);
                 let sub = (i - 1) * w..i * w;
-                sub_row(&mut cy, &mut cyy, &mut cxy, &y[sub.clone()], &x[sub]);
+                update_row::<false>(&mut cy, &mut cyy, &mut cxy, &y[sub.clone()], &x[sub]);
             }
             // Window sums along the row: running sums, three independent chains.
             let (mut sy, mut syy, mut sxy) = (0f64, 0f64, 0f64);
