@@ -624,17 +624,8 @@ impl StudentTrainer {
     /// whose weights were then saved and loaded here (burn keys the state by parameter id,
     /// which the weights file keeps). Restores the step count too.
     pub fn load_optimizer(&mut self, path: &Path) -> Result<(), StudentError> {
-        let bytes = fs::read(path).map_err(|source| StudentError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let bad = |reason: String| StudentError::BadFile {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if bytes.len() < 16 || &bytes[..8] != OPTIM_MAGIC {
-            return Err(bad("missing the ADVFOPT1 header".into()));
-        }
+        let bytes = read_with_magic(path, OPTIM_MAGIC, 16)?;
+        let bad = |reason: String| bad_file(path, reason);
         let mut steps = [0u8; 8];
         steps.copy_from_slice(&bytes[8..16]);
         let record = Bytes::from_bytes_vec(bytes[16..].to_vec());
@@ -694,18 +685,31 @@ impl StudentTrainer {
     }
 }
 
-fn read_file(path: &Path) -> Result<(StudentConfig, Vec<u8>), StudentError> {
+/// Reads `path`, which must start with `magic` and hold at least `min_len` bytes.
+fn read_with_magic(path: &Path, magic: &[u8; 8], min_len: usize) -> Result<Vec<u8>, StudentError> {
     let bytes = fs::read(path).map_err(|source| StudentError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let bad = |reason: String| StudentError::BadFile {
+    if bytes.len() < min_len || &bytes[..8] != magic {
+        return Err(bad_file(
+            path,
+            format!("missing the {} header", String::from_utf8_lossy(magic)),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn bad_file(path: &Path, reason: String) -> StudentError {
+    StudentError::BadFile {
         path: path.to_path_buf(),
         reason,
-    };
-    if bytes.len() < 12 || &bytes[..8] != FILE_MAGIC {
-        return Err(bad("missing the ADVFSTU1 header".into()));
     }
+}
+
+fn read_file(path: &Path) -> Result<(StudentConfig, Vec<u8>), StudentError> {
+    let bytes = read_with_magic(path, FILE_MAGIC, 12)?;
+    let bad = |reason: String| bad_file(path, reason);
     let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
     let json = bytes
         .get(12..12 + len)
