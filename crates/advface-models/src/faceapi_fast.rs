@@ -827,6 +827,22 @@ mod simd {
     }
 }
 
+/// Runs `f(image, output row, stored row)` in parallel for every interior row of the map
+/// `go` stored in `out`; the zero rows between images are left alone.
+fn for_each_stored_row(out: &mut [f32], go: Map, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    let row_len = go.row_len();
+    let rows_per_image = go.h + 2 * go.pad;
+    out[go.pad * row_len..]
+        .par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(stored_row, row)| {
+            let (img, oy) = (stored_row / rows_per_image, stored_row % rows_per_image);
+            if oy < go.h {
+                f(img, oy, row);
+            }
+        });
+}
+
 /// Max pool 3x3 stride 2 `valid` (TF.js `maxPool(x, 3, 2, 'valid')`).
 ///
 /// # Shapes
@@ -835,31 +851,20 @@ mod simd {
 fn max_pool_3x3_s2(x: &[f32], g: Map, out: &mut [f32], go: Map) {
     debug_assert_eq!(go, g.pooled(3, go.pad));
     let c = g.c;
-    let row_len = go.row_len();
-    out[go.pad * row_len..]
-        .par_chunks_mut(row_len)
-        .enumerate()
-        .for_each(|(stored_row, out)| {
-            let (img, oy) = (
-                stored_row / (go.h + 2 * go.pad),
-                stored_row % (go.h + 2 * go.pad),
-            );
-            if oy >= go.h {
-                return; // padding rows between images
-            }
-            let out = &mut out[go.pad * c..(go.pad + go.w) * c];
-            for (ox, out) in out.chunks_exact_mut(c).enumerate() {
-                out.fill(f32::NEG_INFINITY);
-                for ky in 0..3 {
-                    let start = g.at(img, 2 * oy + ky, 2 * ox);
-                    for v in x[start..start + 3 * c].chunks_exact(c) {
-                        for (o, v) in out.iter_mut().zip(v) {
-                            *o = o.max(*v);
-                        }
+    for_each_stored_row(out, go, |img, oy, out| {
+        let out = &mut out[go.pad * c..(go.pad + go.w) * c];
+        for (ox, out) in out.chunks_exact_mut(c).enumerate() {
+            out.fill(f32::NEG_INFINITY);
+            for ky in 0..3 {
+                let start = g.at(img, 2 * oy + ky, 2 * ox);
+                for v in x[start..start + 3 * c].chunks_exact(c) {
+                    for (o, v) in out.iter_mut().zip(v) {
+                        *o = o.max(*v);
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 /// The end of TF.js `residualDown`: `relu(shortcut + main)`, where the shortcut is the
@@ -879,37 +884,26 @@ fn down_merge(x: &[f32], g: Map, main: &[f32], gm: Map, out: &mut [f32], go: Map
         }
     );
     let c_in = g.c;
-    let row_len = go.row_len();
-    out[go.pad * row_len..]
-        .par_chunks_mut(row_len)
-        .enumerate()
-        .for_each(|(stored_row, out)| {
-            let (img, oy) = (
-                stored_row / (go.h + 2 * go.pad),
-                stored_row % (go.h + 2 * go.pad),
-            );
-            if oy >= go.h {
-                return; // padding rows between images
+    for_each_stored_row(out, go, |img, oy, out| {
+        let out = &mut out[go.pad * go.c..(go.pad + go.w) * go.c];
+        for (ox, out) in out.chunks_exact_mut(go.c).enumerate() {
+            let at = |dy: usize, dx: usize| g.at(img, 2 * oy + dy, 2 * ox + dx);
+            let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+            for (i, o) in out[..c_in].iter_mut().enumerate() {
+                *o = (x[a + i] + x[b + i] + x[c + i] + x[d + i]) / 4.0;
             }
-            let out = &mut out[go.pad * go.c..(go.pad + go.w) * go.c];
-            for (ox, out) in out.chunks_exact_mut(go.c).enumerate() {
-                let at = |dy: usize, dx: usize| g.at(img, 2 * oy + dy, 2 * ox + dx);
-                let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                for (i, o) in out[..c_in].iter_mut().enumerate() {
-                    *o = (x[a + i] + x[b + i] + x[c + i] + x[d + i]) / 4.0;
-                }
-                out[c_in..].fill(0.0);
-                if oy < gm.h && ox < gm.w {
-                    let m = gm.at(img, oy, ox);
-                    for (o, v) in out.iter_mut().zip(&main[m..m + gm.c]) {
-                        *o += v;
-                    }
-                }
-                for o in out.iter_mut() {
-                    *o = o.max(0.0);
+            out[c_in..].fill(0.0);
+            if oy < gm.h && ox < gm.w {
+                let m = gm.at(img, oy, ox);
+                for (o, v) in out.iter_mut().zip(&main[m..m + gm.c]) {
+                    *o += v;
                 }
             }
-        });
+            for o in out.iter_mut() {
+                *o = o.max(0.0);
+            }
+        }
+    });
 }
 
 /// face-api.js padToSquare + resizeBilinear as two-tap filters per output row and column:
