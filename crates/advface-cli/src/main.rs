@@ -29,7 +29,8 @@ enum Command {
     Describe(cmd::describe::Args),
     /// Serve a model as an HTTP black box (PNG in, JSON descriptor out).
     Serve(cmd::serve::Args),
-    /// Student distillation: collect the black box's descriptors of the pool (resumable).
+    /// Student distillation: collect the black box's descriptors of the pool, train a
+    /// student on them (both resumable).
     Distill(cmd::distill::Args),
     /// Speed tables: SSIM, black-box throughput (with peers where installed).
     Bench(cmd::bench::Args),

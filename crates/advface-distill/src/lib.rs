@@ -10,14 +10,15 @@
 //!   samples, so an interrupted collection re-asks nothing;
 //! - [`collect`](mod@collect): asks any [`Oracle`](advface_core::Oracle) for every sample of
 //!   the distillation pool not yet stored, refusing a pool that holds an attack identity;
-//! - [`split`]: the validation split by identity.
-//!
-//! It does not depend on a tensor library; training lives elsewhere.
+//! - [`split`]: the validation split by identity;
+//! - [`train`](mod@train): fits a student ([`advface_models::StudentTrainer`]) to a store,
+//!   with checkpoints, resume and validation metrics.
 
 pub mod augment;
 pub mod collect;
 pub mod split;
 pub mod store;
+pub mod train;
 
 pub use augment::{
     apply, augment, lfw_source_path, parse_sample_key, read_lfw_jpeg, sample_key, AugmentConfig,
@@ -33,4 +34,8 @@ pub use split::{
 pub use store::{
     DescriptorStore, Sample, SampleIter, SampleRef, Samples, StoreError, StoreSpec, FORMAT_VERSION,
     MAX_KEY_LEN, STORE_FILE_NAME,
+};
+pub use train::{
+    epoch_order, epoch_shuffle_seed, metrics, train, EpochRow, Metrics, TrainConfig, TrainError,
+    TrainEvent, TrainReport, TrainState, FINAL_WEIGHTS,
 };

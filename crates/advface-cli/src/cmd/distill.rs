@@ -1,6 +1,6 @@
 //! `advface distill`: student distillation. `collect` asks the black box for the
 //! descriptors of the distillation pool (crops and augmented copies) and keeps them in a
-//! resumable store; `train` (to come) fits a student to the store.
+//! resumable store; `train` fits a student to the store, in a resumable run folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,9 +8,10 @@ use std::process::ExitCode;
 
 use advface_core::Oracle;
 use advface_distill::{
-    collect, collect_store_spec, AugmentConfig, CollectConfig, CollectError, CollectEvent,
-    CollectReport, DescriptorStore, DEFAULT_BATCH,
+    collect, collect_store_spec, train, AugmentConfig, CollectConfig, CollectError, CollectEvent,
+    CollectReport, DescriptorStore, TrainConfig, TrainEvent, DEFAULT_BATCH,
 };
+use advface_models::Arch;
 use advface_oracle::{HttpConfig, HttpOracle};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,6 +30,70 @@ pub enum Command {
     /// Ask the black box for the descriptor of every distillation-pool crop (and augmented
     /// copies) and keep them in a store; rerun the same command to resume.
     Collect(CollectArgs),
+    /// Train a student to reproduce the stored descriptors (MSE, Adam, multi-step LR),
+    /// checkpointing to a run folder; rerun the same command to resume.
+    Train(TrainArgs),
+}
+
+/// Student architecture.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ArchArg {
+    /// ResNet-18 cut after layer3.
+    Resnet18,
+    /// ResNet-34 cut after layer3.
+    Resnet34,
+}
+
+/// Defaults: the MCS2018 2nd-place recipe (Adam lr 1e-3, x0.1 at epochs 5 and 15, 25
+/// epochs, batch 32, MSE loss).
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Descriptor store folder written by `advface distill collect`.
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Run folder (created): config.json, log.csv, checkpoint/, student.weights,
+    /// weights.sha256. Rerunning with the same folder and options resumes.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Student architecture.
+    #[arg(long, value_enum, default_value = "resnet18")]
+    pub arch: ArchArg,
+    /// Channels of the stem and layer1 (layer k has width * 2^(k-1)).
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    /// Batch norm on the output descriptor (3rd-place team).
+    #[arg(long)]
+    pub output_bn: bool,
+    /// Epochs.
+    #[arg(long, default_value_t = 25)]
+    pub epochs: u32,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Epochs (0-based) at which the learning rate is multiplied by --lr-gamma.
+    #[arg(long, value_delimiter = ',', default_value = "5,15")]
+    pub lr_steps: Vec<u32>,
+    /// Learning rate factor at each --lr-steps epoch.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_gamma: f64,
+    /// Percent of identities held out for validation.
+    #[arg(long, default_value_t = advface_distill::DEFAULT_VAL_PERCENT)]
+    pub val_percent: u32,
+    /// Seed of the initial weights and of the shuffles.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Minutes between checkpoints within an epoch (also one at each epoch end).
+    #[arg(long, value_name = "M", default_value_t = 5.0)]
+    pub checkpoint_minutes: f64,
+    /// Stop cleanly after a checkpoint once M minutes have passed; rerun to go on.
+    #[arg(long, value_name = "M")]
+    pub max_minutes: Option<f64>,
+    /// Stop cleanly after a checkpoint after N steps (for tests).
+    #[arg(long, value_name = "N", hide = true)]
+    pub max_steps: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -62,7 +127,108 @@ pub struct CollectArgs {
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Collect(a) => run_collect(a),
+        Command::Train(a) => run_train(a),
     }
+}
+
+fn run_train(args: TrainArgs) -> Result<ExitCode> {
+    let cfg = TrainConfig {
+        arch: match args.arch {
+            ArchArg::Resnet18 => Arch::ResNet18,
+            ArchArg::Resnet34 => Arch::ResNet34,
+        },
+        width: args.width,
+        output_batch_norm: args.output_bn,
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        lr_steps: args.lr_steps.clone(),
+        lr_gamma: args.lr_gamma,
+        val_percent: args.val_percent,
+        seed: args.seed,
+        checkpoint_minutes: args.checkpoint_minutes,
+        max_minutes: args.max_minutes,
+        max_steps: args.max_steps,
+        ..TrainConfig::default()
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} {bar:40} {pos}/{len} steps  {msg}")
+            .expect("valid template"),
+    );
+    let observer = |e: TrainEvent| match e {
+        TrainEvent::Start {
+            train,
+            val,
+            steps_per_epoch,
+            epochs,
+            resumed,
+        } => {
+            bar.set_length(steps_per_epoch);
+            bar.suspend(|| {
+                eprintln!(
+                    "{train} training / {val} validation samples; {steps_per_epoch} steps per \
+                     epoch, {epochs} epochs"
+                );
+                if let Some(s) = resumed {
+                    eprintln!(
+                        "resuming at epoch {} step {} ({} images seen)",
+                        s.epoch + 1,
+                        s.step,
+                        s.images_seen
+                    );
+                }
+            });
+        }
+        TrainEvent::Step {
+            epoch,
+            step_in_epoch,
+            images_per_sec,
+            mse,
+            ..
+        } => {
+            bar.set_prefix(format!("{}", epoch + 1));
+            bar.set_position(step_in_epoch);
+            bar.set_message(format!("{images_per_sec:.1} img/s  mse {mse:.3e}"));
+        }
+        TrainEvent::Epoch(row) => {
+            let val = match row.val {
+                Some(m) => format!("val mse {:.3e}  R^2 {:.4}  cos {:.4}", m.mse, m.r2, m.cos),
+                None => "no validation samples".into(),
+            };
+            bar.suspend(|| {
+                println!(
+                    "epoch {:>3}  step {}  images {}  lr {:.1e}  train mse {:.3e}  {val}  {:.0} s",
+                    row.epoch, row.step, row.images_seen, row.lr, row.train_mse, row.elapsed_s
+                )
+            });
+            bar.set_position(0);
+        }
+        TrainEvent::Checkpoint { .. } => {}
+    };
+    let report = train(&args.store, &args.run, &cfg, observer)
+        .with_context(|| format!("training in {}", args.run.display()))?;
+    bar.finish_and_clear();
+    if report.finished {
+        println!(
+            "done: {} ({} steps, {} images seen)\nsha256 {}",
+            report
+                .weights
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            report.state.step,
+            report.state.images_seen,
+            report.sha256.unwrap_or_default()
+        );
+    } else {
+        println!(
+            "stopped at epoch {} step {} after a checkpoint; rerun the same command to go on",
+            report.state.epoch + 1,
+            report.state.step
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_collect(args: CollectArgs) -> Result<ExitCode> {

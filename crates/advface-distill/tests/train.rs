@@ -1,0 +1,204 @@
+//! Training a tiny student on a tiny random store: the run folder, resume after a stop
+//! (same final weights as an uninterrupted run), and a changed config on resume.
+
+use std::path::Path;
+
+use advface_distill::{
+    train, AugmentConfig, DescriptorStore, SampleRef, StoreSpec, TrainConfig, TrainError,
+    TrainEvent,
+};
+use advface_models::StudentTrainer;
+
+const N: usize = 40;
+const D: usize = 16;
+
+/// A store of `N` samples (10 identities x 4) with random crops and descriptors.
+fn make_store(dir: &Path) {
+    let spec = StoreSpec {
+        identity: "test".into(),
+        descriptor_len: D,
+        crop_width: 112,
+        crop_height: 112,
+        recipe: AugmentConfig::default().recipe(),
+    };
+    let mut store = DescriptorStore::open(dir, spec).unwrap();
+    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..N {
+        let key = format!("Person_{:02}/Person_{:02}_{:04}.png#0", i / 4, i / 4, i);
+        let crop: Vec<u8> = (0..112 * 112 * 3).map(|_| next() as u8).collect();
+        let descriptor: Vec<f32> = (0..D)
+            .map(|_| (next() % 1000) as f32 / 5000.0 - 0.1)
+            .collect();
+        store
+            .append(&[SampleRef {
+                key: &key,
+                crop: &crop,
+                descriptor: &descriptor,
+            }])
+            .unwrap();
+    }
+}
+
+fn tiny() -> TrainConfig {
+    TrainConfig {
+        width: 8,
+        batch: 8,
+        epochs: 2,
+        lr_steps: vec![1],
+        val_percent: 20,
+        ..TrainConfig::default()
+    }
+}
+
+/// The bits of the descriptors that the student in `weights` gives to every crop of the
+/// store: equal for equal weights.
+fn outputs(weights: &Path, store: &Path) -> Vec<u32> {
+    let config = StudentTrainer::read_config(weights).unwrap();
+    let student = StudentTrainer::load(config, weights).unwrap();
+    let samples = DescriptorStore::open_existing(store)
+        .unwrap()
+        .load_all()
+        .unwrap();
+    let out = student.predict(&samples.crops, samples.len()).unwrap();
+    out.iter().map(|v| v.to_bits()).collect()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn run_folder_is_written_and_a_stopped_run_resumes_to_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    make_store(&store);
+
+    // Uninterrupted.
+    let full = tmp.path().join("full");
+    let mut steps = 0;
+    let mut epochs = 0;
+    let report = train(&store, &full, &tiny(), |e| match e {
+        TrainEvent::Step { images_per_sec, .. } => {
+            assert!(images_per_sec > 0.0);
+            steps += 1
+        }
+        TrainEvent::Epoch(row) => {
+            epochs += 1;
+            assert!(row.val.is_some(), "20% of 10 identities are held out");
+        }
+        _ => {}
+    })
+    .unwrap();
+    assert!(report.finished);
+    assert_eq!(epochs, 2);
+    assert!(steps >= 4, "{steps} steps");
+    for f in [
+        "config.json",
+        "log.csv",
+        "student.weights",
+        "weights.sha256",
+    ] {
+        assert!(full.join(f).is_file(), "{f} missing");
+    }
+    assert!(full.join("checkpoint/state.json").is_file());
+    let log = read(&full.join("log.csv"));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,step,images_seen,lr,train_mse,val_mse,val_r2,val_cos,elapsed_s"
+    );
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(lines[1].starts_with("1,"), "{log}");
+    let sha = report.sha256.clone().unwrap();
+    assert!(read(&full.join("weights.sha256")).starts_with(&sha));
+    // Checkpoint files of old steps are cleaned up: one weights, one optimizer, the state.
+    assert_eq!(
+        std::fs::read_dir(full.join("checkpoint")).unwrap().count(),
+        3
+    );
+
+    // Stopped after 1, 3 and 5 steps (mid-epoch), then resumed to the end.
+    let part = tmp.path().join("part");
+    let stop = |n| TrainConfig {
+        max_steps: Some(n),
+        ..tiny()
+    };
+    // --max-minutes 0: stops (after a checkpoint) after the first step.
+    let no_time = TrainConfig {
+        max_minutes: Some(0.0),
+        ..tiny()
+    };
+    let r0 = train(&store, &part, &no_time, |_| {}).unwrap();
+    assert!(!r0.finished);
+    assert_eq!(r0.state.step, 1);
+    let r1 = train(&store, &part, &stop(2), |_| {}).unwrap();
+    assert!(!r1.finished);
+    assert_eq!(r1.state.step, 3);
+    assert!(!part.join("student.weights").exists());
+    let r2 = train(&store, &part, &stop(2), |_| {}).unwrap();
+    assert_eq!(r2.state.step, 5);
+    let mut resumed = None;
+    let r3 = train(&store, &part, &tiny(), |e| {
+        if let TrainEvent::Start { resumed: r, .. } = e {
+            resumed = r;
+        }
+    })
+    .unwrap();
+    assert_eq!(resumed.unwrap().step, 5);
+    assert!(r3.finished);
+    assert_eq!(r3.state.step, report.state.step);
+    // burn writes a random parameter id beside each tensor, so the files' bytes (and
+    // hashes) differ between any two runs; the weights themselves must be bit-identical.
+    assert_eq!(
+        outputs(&full.join("student.weights"), &store),
+        outputs(&part.join("student.weights"), &store),
+        "resumed run must end with the same weights"
+    );
+    let part_log = read(&part.join("log.csv"));
+    // Same rows apart from the elapsed time.
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(strip(&part_log), strip(&log));
+
+    // A finished run rerun does nothing and reports the same weights.
+    let again = train(&store, &part, &tiny(), |_| {}).unwrap();
+    assert!(again.finished && again.epochs.is_empty());
+    assert_eq!(again.sha256, r3.sha256);
+}
+
+#[test]
+fn a_changed_config_on_resume_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    make_store(&store);
+    let run = tmp.path().join("run");
+    let stop = TrainConfig {
+        max_steps: Some(1),
+        ..tiny()
+    };
+    train(&store, &run, &stop, |_| {}).unwrap();
+    let changed = TrainConfig { lr: 5e-4, ..tiny() };
+    let err = train(&store, &run, &changed, |_| {}).unwrap_err();
+    assert!(matches!(err, TrainError::ConfigMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("another config") && msg.contains("0.0005"),
+        "{msg}"
+    );
+    // Run-control options may change.
+    let more_often = TrainConfig {
+        checkpoint_minutes: 1.0,
+        max_steps: Some(1),
+        ..tiny()
+    };
+    train(&store, &run, &more_often, |_| {}).unwrap();
+}
