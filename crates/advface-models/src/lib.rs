@@ -16,5 +16,5 @@ pub mod tfjs;
 
 pub use faceapi::{DescriptorsAndGrad, FaceApi, FaceApiError, FaceApiNet};
 pub use faceapi_fast::FaceApiFast;
-pub use student::{Arch, Student, StudentConfig, StudentError, StudentTrainer};
+pub use student::{Arch, Student, StudentConfig, StudentEmbedder, StudentError, StudentTrainer};
 pub use tfjs::{FileDigest, TfjsError, TfjsWeights};

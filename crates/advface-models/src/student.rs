@@ -748,3 +748,76 @@ fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), StudentError> {
     }
     result
 }
+
+/// A trained student seen as a model that maps images to descriptors (`--model runs/NAME`
+/// or `--model FILE.weights`), for `describe`, scoring and transfer attacks.
+///
+/// Inputs are taken as 8-bit images (`round(v * 255)` of the `[0, 1]` pixels), which is
+/// exact for every image that came from a file or an oracle query.
+pub struct StudentEmbedder {
+    name: String,
+    config: StudentConfig,
+    trainer: std::sync::Mutex<StudentTrainer>,
+}
+
+impl StudentEmbedder {
+    /// Loads the weights file written by training (`student.weights`), with the config
+    /// stored in it.
+    pub fn load(path: &Path) -> Result<Self, StudentError> {
+        let config = StudentTrainer::read_config(path)?;
+        let trainer = StudentTrainer::load(config.clone(), path)?;
+        Ok(Self {
+            name: format!("student:{}", path.display()),
+            config,
+            trainer: std::sync::Mutex::new(trainer),
+        })
+    }
+
+    /// The architecture and descriptor length it was trained with.
+    pub fn config(&self) -> &StudentConfig {
+        &self.config
+    }
+}
+
+impl advface_core::Embedder for StudentEmbedder {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn descriptor_len(&self) -> usize {
+        self.config.descriptor_len
+    }
+
+    /// Students are trained on the protocol's 112 x 112 crops.
+    fn fixed_input_size(&self) -> Option<(u32, u32)> {
+        Some((112, 112))
+    }
+
+    fn embed(
+        &self,
+        batch: &advface_core::PixelBatch,
+    ) -> Result<Vec<advface_core::Descriptor>, advface_core::EmbedError> {
+        let n = batch.len();
+        let crops: Vec<u8> = (0..n)
+            .flat_map(|i| batch.to_image(i).into_bytes())
+            .collect();
+        let err = |e: StudentError| advface_core::EmbedError::Failed {
+            model: self.name.clone(),
+            reason: e.to_string(),
+        };
+        let out = self
+            .trainer
+            .lock()
+            .map_err(|_| advface_core::EmbedError::Failed {
+                model: self.name.clone(),
+                reason: "a previous call panicked".into(),
+            })?
+            .predict(&crops, n)
+            .map_err(err)?;
+        let len = self.config.descriptor_len;
+        Ok(out
+            .chunks_exact(len)
+            .map(|d| advface_core::Descriptor(d.to_vec()))
+            .collect())
+    }
+}

@@ -325,3 +325,40 @@ fn student_same_seed_same_weights() {
         .unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_saved_student_loads_as_an_embedder_with_the_same_answers() {
+    use advface_core::{Embedder, PixelBatch, RgbImage};
+    let config = StudentConfig {
+        width: 8,
+        ..StudentConfig::default()
+    };
+    let trainer = StudentTrainer::new(config, 3).unwrap();
+    let path = tmp("embedder-student.weights");
+    trainer.save(&path).unwrap();
+    let mut s = 17u32;
+    let images: Vec<RgbImage> = (0..3)
+        .map(|_| {
+            let data = (0..112 * 112 * 3)
+                .map(|_| {
+                    s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (s >> 24) as u8
+                })
+                .collect();
+            RgbImage::new(112, 112, data).unwrap()
+        })
+        .collect();
+    let crops: Vec<u8> = images
+        .iter()
+        .flat_map(|im| im.as_bytes().to_vec())
+        .collect();
+    let want = trainer.predict(&crops, 3).unwrap();
+    let embedder = advface_models::StudentEmbedder::load(&path).unwrap();
+    assert_eq!(embedder.descriptor_len(), 128);
+    assert_eq!(embedder.fixed_input_size(), Some((112, 112)));
+    let got = embedder
+        .embed(&PixelBatch::from_images(&images).unwrap())
+        .unwrap();
+    let got: Vec<f32> = got.into_iter().flat_map(|d| d.0).collect();
+    assert_eq!(got, want);
+}

@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 #[derive(clap::Args, Debug, Clone)]
 pub struct OracleArgs {
     /// The model: `faceapi` (the embedded face-api.js FaceRecognitionNet, the benchmark's
-    /// black box) or the path of a TF.js weights manifest of the same network.
+    /// black box), a student (a `distill train` run folder or its `.weights` file), or the
+    /// path of a TF.js weights manifest of the face-api.js network.
     #[arg(long, default_value = "faceapi")]
     pub model: String,
     /// Ask a remote black box (`advface serve`) instead of a local model, e.g.
@@ -42,16 +43,33 @@ pub fn load_embedder(model: &str) -> Result<Arc<dyn Embedder>> {
             advface_models::FaceApi::embedded()
                 .context("loading the embedded face-api.js model")?,
         )),
+        path if student_weights(Path::new(path)).is_some() => {
+            let file = student_weights(Path::new(path)).expect("checked by the guard");
+            let student = advface_models::StudentEmbedder::load(&file)
+                .with_context(|| format!("loading the student {}", file.display()))?;
+            Ok(Arc::new(student))
+        }
         path if Path::new(path).is_file() => {
             let fa = advface_models::FaceApi::from_manifest(Path::new(path))
                 .with_context(|| format!("loading the TF.js model {path}"))?;
             Ok(Arc::new(fa))
         }
         other => bail!(
-            "unknown model '{other}': give one of {MODEL_NAMES} or the path of a TF.js \
-             weights manifest (face_recognition_model-weights_manifest.json)"
+            "unknown model '{other}': give one of {MODEL_NAMES}, a training run folder \
+             (holding student.weights), a .weights file, or the path of a TF.js weights \
+             manifest (face_recognition_model-weights_manifest.json)"
         ),
     }
+}
+
+/// The student weights a `--model` path names: a run folder's `student.weights`, or a
+/// `.weights` file.
+fn student_weights(path: &Path) -> Option<std::path::PathBuf> {
+    if path.is_dir() {
+        let f = path.join("student.weights");
+        return f.is_file().then_some(f);
+    }
+    (path.is_file() && path.extension().is_some_and(|e| e == "weights")).then(|| path.to_path_buf())
 }
 
 /// The oracle the flags name: remote when `--oracle` is given, else the local model
