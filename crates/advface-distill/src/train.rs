@@ -393,20 +393,16 @@ pub struct TrainReport {
 
 const LOG_HEADER: &str = "epoch,step,images_seen,lr,train_mse,val_mse,val_r2,val_cos,elapsed_s\n";
 
+/// Writes `bytes` atomically with advface-image's writer (temp file beside `path`, synced,
+/// renamed over it).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
+    advface_image::write_atomic(path, bytes).map_err(|e| match e {
+        advface_image::ImageError::Write { path, source } => TrainError::Io { path, source },
+        other => TrainError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 fn sha256_file(path: &Path) -> Result<String, TrainError> {

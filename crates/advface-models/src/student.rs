@@ -21,7 +21,6 @@
 //! touching the weights.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -719,34 +718,16 @@ fn read_file(path: &Path) -> Result<(StudentConfig, Vec<u8>), StudentError> {
     Ok((config, bytes[12 + len..].to_vec()))
 }
 
-/// Writes `parts` to a temporary file beside `path`, syncs it, and renames it over `path`, so
-/// `path` holds either its old content or all of the new one.
+/// Writes `parts` one after the other with advface-image's atomic writer (temp file beside
+/// `path`, synced, renamed over it), so `path` holds either its old content or all of the new.
 fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), StudentError> {
-    let mut name = path
-        .file_name()
-        .map(|s| s.to_os_string())
-        .ok_or_else(|| StudentError::BadInput(format!("{}: not a file path", path.display())))?;
-    name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let io = |source| StudentError::Io {
-        path: tmp.clone(),
-        source,
-    };
-    let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io)?;
-        for part in parts {
-            f.write_all(part).map_err(io)?;
-        }
-        f.sync_all().map_err(io)?;
-        fs::rename(&tmp, path).map_err(|source| StudentError::Io {
+    advface_image::write_atomic(path, &parts.concat()).map_err(|e| match e {
+        advface_image::ImageError::Write { path, source } => StudentError::Io { path, source },
+        other => StudentError::Io {
             path: path.to_path_buf(),
-            source,
-        })
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// A trained student seen as a model that maps images to descriptors (`--model runs/NAME`
