@@ -293,6 +293,19 @@ impl SsimReference {
         // (Fully overwritten below; taken from the caller's reusable buffers.)
         let (g_uy, rest) = grid.split_at_mut(if want_grad { oh * ow } else { 0 });
         let (g_uyy, g_uxy) = rest.split_at_mut(if want_grad { oh * ow } else { 0 });
+        // The four factors of SSIM at one pixel, `S = a1 a2 / (b1 b2)`, from the window
+        // means of x, x*x, y, y*y and x*y.
+        let terms = |ux: f64, uxx: f64, uy: f64, uyy: f64, uxy: f64| -> [f64; 4] {
+            let vx = cov_norm * (uxx - ux * ux);
+            let vy = cov_norm * (uyy - uy * uy);
+            let vxy = cov_norm * (uxy - ux * uy);
+            [
+                2.0 * ux * uy + c1,
+                2.0 * vxy + c2,
+                ux * ux + uy * uy + c1,
+                vx + vy + c2,
+            ]
+        };
         /// Adds (`ADD`) or removes one image row from the running column sums.
         #[inline(always)]
         fn update_row<const ADD: bool>(
@@ -360,13 +373,7 @@ impl SsimReference {
                 let gxy = &mut g_uxy[span];
                 for j in 0..ow {
                     let (ux, uy) = (ux[j], hy[j] * norm);
-                    let vx = cov_norm * (uxx[j] - ux * ux);
-                    let vy = cov_norm * (hyy[j] * norm - uy * uy);
-                    let vxy = cov_norm * (hxy[j] * norm - ux * uy);
-                    let a1 = 2.0 * ux * uy + c1;
-                    let a2 = 2.0 * vxy + c2;
-                    let b1 = ux * ux + uy * uy + c1;
-                    let b2 = vx + vy + c2;
+                    let [a1, a2, b1, b2] = terms(ux, uxx[j], uy, hyy[j] * norm, hxy[j] * norm);
                     let inv = 1.0 / (b1 * b2);
                     let s = a1 * a2 * inv;
                     srow[j] = s;
@@ -382,14 +389,8 @@ impl SsimReference {
                 }
             } else {
                 for j in 0..ow {
-                    let (ux, uy) = (ux[j], hy[j] * norm);
-                    let vx = cov_norm * (uxx[j] - ux * ux);
-                    let vy = cov_norm * (hyy[j] * norm - uy * uy);
-                    let vxy = cov_norm * (hxy[j] * norm - ux * uy);
-                    let a1 = 2.0 * ux * uy + c1;
-                    let a2 = 2.0 * vxy + c2;
-                    let b1 = ux * ux + uy * uy + c1;
-                    let b2 = vx + vy + c2;
+                    let [a1, a2, b1, b2] =
+                        terms(ux[j], uxx[j], hy[j] * norm, hyy[j] * norm, hxy[j] * norm);
                     srow[j] = (a1 * a2) / (b1 * b2);
                 }
             }
