@@ -890,7 +890,20 @@ fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(StoreSpec, u6
     }
     let (descriptor_len, crop_width, crop_height, id_len) = (u(12) as usize, u(16), u(20), u(24));
     let mut pos = fixed.len() as u64;
-    let mut read_string = |len: usize, max: usize, what: &str| -> Result<String, StoreError> {
+    // A string of `len` bytes, or (when `len` is `None`) one preceded by its u32 length.
+    let mut read_string = |len: Option<usize>, max: usize, what: &str| {
+        let len = match len {
+            Some(len) => len,
+            None => {
+                if pos + 4 > file_len {
+                    return Err(corrupt(format!("the {what} length is missing")));
+                }
+                let mut len4 = [0u8; 4];
+                r.read_exact(&mut len4).map_err(io)?;
+                pos += 4;
+                u32::from_le_bytes(len4) as usize
+            }
+        };
         if len > max || pos + len as u64 > file_len {
             return Err(corrupt(format!(
                 "{what} of {len} bytes in a file of {file_len} bytes"
@@ -901,24 +914,8 @@ fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(StoreSpec, u6
         pos += len as u64;
         String::from_utf8(bytes).map_err(|_| corrupt(format!("{what} is not UTF-8")))
     };
-    let identity = read_string(id_len as usize, MAX_ID_LEN, "oracle identity")?;
-    let mut len4 = [0u8; 4];
-    if pos + 4 > file_len {
-        return Err(corrupt("the recipe length is missing".into()));
-    }
-    r.read_exact(&mut len4).map_err(io)?;
-    pos += 4;
-    let recipe_len = u32::from_le_bytes(len4) as usize;
-    let mut pos2 = pos;
-    if recipe_len > MAX_RECIPE_LEN || pos2 + recipe_len as u64 > file_len {
-        return Err(corrupt(format!(
-            "recipe of {recipe_len} bytes in a file of {file_len} bytes"
-        )));
-    }
-    let mut bytes = vec![0u8; recipe_len];
-    r.read_exact(&mut bytes).map_err(io)?;
-    pos2 += recipe_len as u64;
-    let recipe = String::from_utf8(bytes).map_err(|_| corrupt("recipe is not UTF-8".into()))?;
+    let identity = read_string(Some(id_len as usize), MAX_ID_LEN, "oracle identity")?;
+    let recipe = read_string(None, MAX_RECIPE_LEN, "recipe")?;
     let spec = StoreSpec {
         identity,
         descriptor_len,
@@ -928,7 +925,7 @@ fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(StoreSpec, u6
     };
     spec.check(path)
         .map_err(|e| corrupt(format!("out-of-range values ({e})")))?;
-    Ok((spec, pos2))
+    Ok((spec, pos))
 }
 
 fn compare_specs(path: &Path, stored: &StoreSpec, wanted: &StoreSpec) -> Result<(), StoreError> {
