@@ -144,6 +144,12 @@ impl HttpOracle {
             .timeout_read(config.read_timeout)
             .timeout_write(config.read_timeout)
             .redirects(0)
+            // No kept-alive connections: tiny_http (the server) gives each open connection
+            // a thread, and a new connection can wait in its task queue until one closes;
+            // idle pooled connections held that queue up until a 60 s read timeout under
+            // load. A loopback connect costs far less than one descriptor.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .user_agent(concat!("advface-oracle/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Self {
