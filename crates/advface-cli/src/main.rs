@@ -34,6 +34,14 @@ enum Command {
     Distill(cmd::distill::Args),
     /// Speed tables: SSIM, black-box throughput (with peers where installed).
     Bench(cmd::bench::Args),
+    /// Attack pairs: transfer from student ensembles, judged by the black box under a
+    /// per-image budget, or the white-box reference; resumable, sharded.
+    Attack(cmd::attack::Args),
+    /// Score a folder of adversarial images afresh: SSIM, black-box distances, match rate.
+    Score(cmd::score::Args),
+    /// The main job on the embedded defaults: attack the committed demo pairs with the
+    /// shipped student and the bundled black box, score, and draw side-by-side pictures.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +53,9 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Distill(a) => cmd::distill::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Attack(a) => cmd::attack::run(a),
+        Command::Score(a) => cmd::score::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
     };
     match result {
         Ok(code) => code,

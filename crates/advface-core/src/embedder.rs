@@ -43,3 +43,21 @@ pub trait Embedder: Send + Sync {
     /// `batch`: `[n, 3, h, w]` in `[0, 1]`; returns `n` descriptors.
     fn embed(&self, batch: &PixelBatch) -> Result<Vec<Descriptor>, EmbedError>;
 }
+
+/// A model whose descriptors can be differentiated with respect to its input pixels: what a
+/// gradient attack needs of a student (or, in the white-box reference run only, of the
+/// black box's own network).
+pub trait Differentiable: Embedder {
+    /// Descriptors of `batch` in eval mode, and the gradient with respect to the pixels of
+    /// `sum_i <D_i, c_i>`, where `cotangent` receives the descriptors and returns the `c_i`
+    /// (`n * descriptor_len` values, item-major; for a loss `L(D)` it returns `dL/dD`).
+    ///
+    /// # Shapes
+    /// `batch`: `[n, 3, h, w]` in `[0, 1]`; returns `n` descriptors and `[n, 3, h, w]`
+    /// gradient values (per unit of the `[0, 1]` pixel scale).
+    fn descriptors_and_vjp(
+        &self,
+        batch: &PixelBatch,
+        cotangent: &mut dyn FnMut(&[Descriptor]) -> Vec<f32>,
+    ) -> Result<(Vec<Descriptor>, Vec<f32>), EmbedError>;
+}

@@ -12,7 +12,7 @@ pub mod oracle;
 pub mod pixels;
 
 pub use descriptor::Descriptor;
-pub use embedder::{EmbedError, Embedder};
+pub use embedder::{Differentiable, EmbedError, Embedder};
 pub use error::{CoreError, OracleError};
 pub use oracle::{Oracle, QueryStats};
 pub use pixels::{PixelBatch, RgbImage};

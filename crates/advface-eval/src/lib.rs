@@ -3,7 +3,11 @@
 //! the mean over pairs. Lower is better. The match rate is the share of all combinations
 //! closer than the same-person threshold (0.6 for face-api.js).
 
+pub mod run;
+
 use advface_core::{Descriptor, MATCH_THRESHOLD};
+
+pub use run::{attack_counts, machine, score_run, AttackCounts, RunScore, Violation};
 use serde::Serialize;
 use thiserror::Error;
 

@@ -9,4 +9,4 @@ pub use io::{
     crop_lfw, decode_image, decode_jpeg, decode_png, encode_png, read_image, write_atomic,
     write_png_atomic, ImageError, Limits, LFW_CROP_START, LFW_SIZE,
 };
-pub use ssim::{ssim, ssim_with_grad, Ssim, SsimConfig, SsimError};
+pub use ssim::{ssim, ssim_with_grad, Ssim, SsimConfig, SsimError, SsimReference};

@@ -860,6 +860,19 @@ fn to_descriptors(d: &Tensor<2>, n: usize) -> Result<Vec<Descriptor>, EmbedError
         .collect())
 }
 
+/// Gradients through the black box's own network: for the white-box reference run only
+/// (PROTOCOL.md), never for an attack that claims to be black-box.
+impl advface_core::Differentiable for FaceApi {
+    fn descriptors_and_vjp(
+        &self,
+        batch: &PixelBatch,
+        cotangent: &mut dyn FnMut(&[Descriptor]) -> Vec<f32>,
+    ) -> Result<(Vec<Descriptor>, Vec<f32>), EmbedError> {
+        let r = FaceApi::descriptors_and_vjp(self, batch, |d| cotangent(d))?;
+        Ok((r.descriptors, r.grad))
+    }
+}
+
 impl Embedder for FaceApi {
     fn name(&self) -> String {
         MODEL_NAME.into()

@@ -555,6 +555,19 @@ impl StudentTrainer {
         shape: [usize; 4],
         cotangent: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>), StudentError> {
+        self.descriptors_and_vjp(pixels, shape, |_| cotangent.to_vec())
+    }
+
+    /// As [`descriptors_and_grad`](Self::descriptors_and_grad), with the cotangent computed
+    /// from the descriptors of the same forward pass (`cotangent` receives the
+    /// `n x descriptor_len` descriptors and returns `dL/dD`): one forward and one backward
+    /// pass for the gradient of any loss of the descriptors.
+    pub fn descriptors_and_vjp(
+        &self,
+        pixels: &[f32],
+        shape: [usize; 4],
+        cotangent: impl FnOnce(&[f32]) -> Vec<f32>,
+    ) -> Result<(Vec<f32>, Vec<f32>), StudentError> {
         let [n, c, h, w] = shape;
         let d = self.config.descriptor_len;
         if n == 0 || c != 3 || h < 32 || w < 32 || pixels.len() != n * c * h * w {
@@ -563,20 +576,21 @@ impl StudentTrainer {
                 pixels.len()
             )));
         }
-        if cotangent.len() != n * d {
-            return Err(StudentError::BadInput(format!(
-                "cotangent: expected {} values ({n} x {d}), got {}",
-                n * d,
-                cotangent.len()
-            )));
-        }
         let model = self.model()?.valid();
         let x = Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), shape), &self.device)
             .require_grad();
         let out = model.forward(x.clone());
         let descriptors = Self::to_vec(out.to_data())?;
+        let cot = cotangent(&descriptors);
+        if cot.len() != n * d {
+            return Err(StudentError::BadInput(format!(
+                "cotangent: expected {} values ({n} x {d}), got {}",
+                n * d,
+                cot.len()
+            )));
+        }
         let g = Tensor::<2>::from_data(
-            TensorData::new(cotangent.to_vec(), [n, d]),
+            TensorData::new(cot, [n, d]),
             &self.device.clone().without_autodiff(),
         );
         let grads = (out * g).sum().backward();
@@ -800,5 +814,40 @@ impl advface_core::Embedder for StudentEmbedder {
             .chunks_exact(len)
             .map(|d| advface_core::Descriptor(d.to_vec()))
             .collect())
+    }
+}
+
+impl advface_core::Differentiable for StudentEmbedder {
+    fn descriptors_and_vjp(
+        &self,
+        batch: &advface_core::PixelBatch,
+        cotangent: &mut dyn FnMut(&[advface_core::Descriptor]) -> Vec<f32>,
+    ) -> Result<(Vec<advface_core::Descriptor>, Vec<f32>), advface_core::EmbedError> {
+        let len = self.config.descriptor_len;
+        let trainer = self
+            .trainer
+            .lock()
+            .map_err(|_| advface_core::EmbedError::Failed {
+                model: self.name.clone(),
+                reason: "a previous call panicked".into(),
+            })?;
+        let (d, g) = trainer
+            .descriptors_and_vjp(batch.as_slice(), batch.shape(), |flat| {
+                let ds: Vec<advface_core::Descriptor> = flat
+                    .chunks_exact(len)
+                    .map(|d| advface_core::Descriptor(d.to_vec()))
+                    .collect();
+                cotangent(&ds)
+            })
+            .map_err(|e| advface_core::EmbedError::Failed {
+                model: self.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok((
+            d.chunks_exact(len)
+                .map(|d| advface_core::Descriptor(d.to_vec()))
+                .collect(),
+            g,
+        ))
     }
 }

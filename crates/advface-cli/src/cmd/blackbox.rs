@@ -34,7 +34,47 @@ pub struct OracleArgs {
 }
 
 /// The names `--model` understands, for messages.
-pub const MODEL_NAMES: &str = "faceapi";
+pub const MODEL_NAMES: &str = "faceapi, student";
+
+/// The shipped student: trained by `advface distill train` on the distillation pool, its
+/// run folder (config, log, command) committed under `models/student`.
+pub fn shipped_student() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("ADVFACE_STUDENT") {
+        return p.into();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/student/student.weights")
+        .components()
+        .collect()
+}
+
+/// Loads a student by name or path (`student`, a run folder, a `.weights` file) for
+/// gradients; returns it with the weights file it came from.
+pub fn load_differentiable(
+    name: &str,
+) -> Result<(Arc<dyn advface_core::Differentiable>, std::path::PathBuf)> {
+    let file = if name == "student" {
+        let f = shipped_student();
+        if !f.is_file() {
+            bail!(
+                "the shipped student {} is missing (set ADVFACE_STUDENT to a .weights file, or \
+                 name a run folder with --students)",
+                f.display()
+            );
+        }
+        f
+    } else {
+        student_weights(Path::new(name)).ok_or_else(|| {
+            anyhow::anyhow!(
+                "'{name}' is not a student: give `student`, a `distill train` run folder \
+                 holding student.weights, or a .weights file"
+            )
+        })?
+    };
+    let student = advface_models::StudentEmbedder::load(&file)
+        .with_context(|| format!("loading the student {}", file.display()))?;
+    Ok((Arc::new(student), file))
+}
 
 /// Loads a local model by name or path.
 pub fn load_embedder(model: &str) -> Result<Arc<dyn Embedder>> {
@@ -43,6 +83,11 @@ pub fn load_embedder(model: &str) -> Result<Arc<dyn Embedder>> {
             advface_models::FaceApi::embedded()
                 .context("loading the embedded face-api.js model")?,
         )),
+        "student" => {
+            let (student, _) = load_differentiable("student")?;
+            // Trait upcasting (Rust 1.86).
+            Ok(student)
+        }
         path if student_weights(Path::new(path)).is_some() => {
             let file = student_weights(Path::new(path)).expect("checked by the guard");
             let student = advface_models::StudentEmbedder::load(&file)

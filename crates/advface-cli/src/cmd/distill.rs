@@ -33,6 +33,32 @@ pub enum Command {
     /// Train a student to reproduce the stored descriptors (MSE, Adam, multi-step LR),
     /// checkpointing to a run folder; rerun the same command to resume.
     Train(TrainArgs),
+    /// How well a student reproduces the black box on crops no student ever sees (the
+    /// attack identities): R^2, MSE per element, mean cosine.
+    Eval(EvalArgs),
+}
+
+/// `distill eval`: a student against the black box on the attack identities' crops.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The student: `student` (shipped), a run folder or a .weights file.
+    #[arg(long, default_value = "student")]
+    pub student: String,
+    /// The prepared crops folder (`advface prepare --out DIR` wrote DIR/crops).
+    #[arg(long, value_name = "DIR")]
+    pub crops: PathBuf,
+    /// The distillation list: crops listed there are left out, so what is measured is the
+    /// attack identities (never used for training).
+    #[arg(long, value_name = "FILE")]
+    pub exclude: PathBuf,
+    /// Evaluate at most N crops (the first by path).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Also write the metrics as JSON here.
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub oracle: OracleArgs,
 }
 
 /// Student architecture.
@@ -128,6 +154,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Collect(a) => run_collect(a),
         Command::Train(a) => run_train(a),
+        Command::Eval(a) => run_eval(a),
     }
 }
 
@@ -446,4 +473,109 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// Every `*.png` under `dir`, as `/`-separated paths relative to it, sorted.
+fn list_pngs(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "png") {
+                let rel = p.strip_prefix(dir).expect("under dir");
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn run_eval(args: EvalArgs) -> Result<ExitCode> {
+    let exclude: std::collections::HashSet<String> = std::fs::read_to_string(&args.exclude)
+        .with_context(|| format!("reading {}", args.exclude.display()))?
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut images: Vec<String> = list_pngs(&args.crops)?
+        .into_iter()
+        .filter(|p| !exclude.contains(p))
+        .collect();
+    if let Some(n) = args.limit {
+        images.truncate(n);
+    }
+    if images.is_empty() {
+        bail!(
+            "no crop in {} outside {}: give the crops folder written by `advface prepare`",
+            args.crops.display(),
+            args.exclude.display()
+        );
+    }
+    let (student, file) = super::blackbox::load_differentiable(&args.student)?;
+    let oracle = open_oracle(&args.oracle)?;
+    let len = student.descriptor_len();
+    if let Some(l) = oracle.descriptor_len() {
+        if l != len {
+            bail!(
+                "descriptor length mismatch: the black box '{}' gives {l}, the student {} gives {len}",
+                oracle.name(),
+                file.display()
+            );
+        }
+    }
+    let start = std::time::Instant::now();
+    let bar = ProgressBar::new(images.len() as u64);
+    let (mut pred, mut truth) = (Vec::new(), Vec::new());
+    for chunk in images.chunks(32) {
+        let ims: Vec<_> = chunk
+            .iter()
+            .map(|p| advface_image::read_image(&args.crops.join(p)))
+            .collect::<Result<_, _>>()?;
+        let batch = advface_core::PixelBatch::from_images(&ims)?;
+        for d in student.embed(&batch)? {
+            pred.extend_from_slice(d.as_slice());
+        }
+        for d in oracle.describe(&ims)? {
+            truth.extend_from_slice(d.as_slice());
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let m = advface_distill::metrics(&pred, &truth, images.len(), len);
+    #[derive(serde::Serialize)]
+    struct Report {
+        student: String,
+        weights_sha256: String,
+        images: usize,
+        r2: f64,
+        mse: f64,
+        cos: f64,
+        black_box: String,
+        seconds: f64,
+    }
+    let report = Report {
+        student: file.display().to_string(),
+        weights_sha256: hex::encode(Sha256::digest(std::fs::read(&file)?)),
+        images: images.len(),
+        r2: m.r2,
+        mse: m.mse,
+        cos: m.cos,
+        black_box: oracle.name(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    if let Some(p) = &args.json {
+        advface_image::write_atomic(p, &serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

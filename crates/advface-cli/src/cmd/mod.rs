@@ -1,7 +1,10 @@
+pub mod attack;
 pub mod bench;
 pub mod blackbox;
+pub mod demo;
 pub mod describe;
 pub mod distill;
 pub mod prepare;
+pub mod score;
 pub mod serve;
 pub mod ssim;

@@ -1,0 +1,60 @@
+//! Adversarial attacks on face descriptors under the LFW-MCS protocol (PROTOCOL.md).
+//!
+//! One iterative loop ([`attack_pair`]) with interchangeable parts, as foolbox builds its
+//! attacks:
+//! - a gradient source: an [`Ensemble`] of differentiable models (students; the black box's
+//!   own network only in the white-box reference run), weighted, with mirrored inputs and
+//!   input diversity;
+//! - a [`StepRule`]: FGSM (sign), FGVM (`eps * clamp(g / std(g), -2, 2)`), momentum
+//!   (MI-FGSM), Nesterov, Adam;
+//! - the objective: distance to the target descriptors, cycling through the 31 non-empty
+//!   combinations of the 5 targets ([`target_combinations`]);
+//! - an optional black-box acceptance: a step is kept only when the black box's mean distance
+//!   to the targets improves, with patience and step halving;
+//! - the SSIM limit ([`SsimGuard`]), enforced on the 8-bit rounding of every candidate: a
+//!   step that would break it is first repaired along the SSIM gradient (which moves the
+//!   perturbation out of the smooth regions SSIM punishes), then shrunk by bisection.
+//!
+//! [`run`] applies the loop to every pair of a pairs file, resumably, in parallel, writing
+//! PNGs atomically and a record per pair.
+
+pub mod combos;
+pub mod ensemble;
+pub mod guard;
+pub mod iterative;
+pub mod rng;
+pub mod run;
+pub mod step;
+
+pub use combos::target_combinations;
+pub use ensemble::{Diversity, Ensemble, Member};
+pub use guard::SsimGuard;
+pub use iterative::{attack_pair, Acceptance, AttackConfig, PairOutcome, SourceOutcome};
+pub use run::{
+    read_record, record_path, run_pairs, select_pairs, ModelRecord, PairRecord, RunConfig,
+    RunEvent, RunPaths, RunReport,
+};
+pub use step::{StepRule, NORMALISED_UNIT};
+
+/// Errors of an attack.
+#[derive(Debug, thiserror::Error)]
+pub enum AttackError {
+    /// A model of the ensemble failed or cannot take the input.
+    #[error(transparent)]
+    Model(#[from] advface_core::EmbedError),
+    /// The black box failed (budget, transport, ...).
+    #[error(transparent)]
+    Oracle(#[from] advface_core::OracleError),
+    /// SSIM could not be computed (sizes).
+    #[error(transparent)]
+    Ssim(#[from] advface_image::SsimError),
+    /// An image could not be read or written.
+    #[error(transparent)]
+    Image(#[from] advface_image::ImageError),
+    /// The input does not fit the attack (sizes, counts, descriptor lengths).
+    #[error("{0}")]
+    BadInput(String),
+    /// The output folder cannot be used.
+    #[error("{0}")]
+    Output(String),
+}

@@ -1,0 +1,227 @@
+//! The iterative loop on a fake linear model: distances fall, SSIM holds on every image,
+//! budgets are exact, acceptance never returns worse than the clean image.
+
+mod common;
+
+use std::sync::Arc;
+
+use advface_attacks::{
+    attack_pair, Acceptance, AttackConfig, Ensemble, Member, SsimGuard, StepRule,
+};
+use advface_core::{Descriptor, Differentiable, Embedder, Oracle, PixelBatch, SSIM_LIMIT};
+use advface_oracle::{Budgeted, LocalOracle};
+use common::{face, Linear};
+
+const S: u32 = 32;
+
+fn setup() -> (Arc<Linear>, Vec<advface_core::RgbImage>, Vec<Descriptor>) {
+    let model = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
+    let sources: Vec<_> = (0..5).map(|i| face(S, i)).collect();
+    let target_images: Vec<_> = (10..15).map(|i| face(S, i)).collect();
+    let targets = model
+        .embed(&PixelBatch::from_images(&target_images).unwrap())
+        .unwrap();
+    (model, sources, targets)
+}
+
+fn mean_dist(model: &Linear, im: &advface_core::RgbImage, targets: &[Descriptor]) -> f64 {
+    let d = model
+        .embed(&PixelBatch::from_images(std::slice::from_ref(im)).unwrap())
+        .unwrap();
+    targets.iter().map(|t| d[0].l2(t)).sum::<f64>() / targets.len() as f64
+}
+
+fn ensemble(model: &Arc<Linear>) -> Ensemble {
+    let m: Arc<dyn Differentiable> = model.clone();
+    Ensemble::new(vec![Member {
+        model: m,
+        weight: 1.0,
+    }])
+    .unwrap()
+}
+
+#[test]
+fn every_step_rule_lowers_the_distance_and_holds_ssim() {
+    let (model, sources, targets) = setup();
+    for rule in [
+        StepRule::fgsm_baseline(),
+        StepRule::fgvm(),
+        StepRule::momentum(),
+        StepRule::nesterov(),
+        StepRule::adam(),
+    ] {
+        let cfg = AttackConfig {
+            rule: rule.clone(),
+            steps: 30,
+            ssim_penalty: if matches!(rule, StepRule::Adam { .. }) {
+                1.0
+            } else {
+                0.0
+            },
+            ..AttackConfig::default()
+        };
+        let out = attack_pair(&sources, &targets, &ensemble(&model), None, &cfg, 0).unwrap();
+        for (i, (im, o)) in out.images.iter().zip(&out.sources).enumerate() {
+            let s = advface_image::ssim(&sources[i], im).unwrap().mean;
+            assert!(
+                s >= SSIM_LIMIT + 0.002 - 1e-12,
+                "{rule:?} source {i}: SSIM {s}"
+            );
+            assert!((s - o.ssim).abs() < 1e-12);
+            let before = mean_dist(&model, &sources[i], &targets);
+            let after = mean_dist(&model, im, &targets);
+            assert!(after < before, "{rule:?} source {i}: {before} -> {after}");
+            assert_eq!(o.queries, 0);
+        }
+    }
+}
+
+#[test]
+fn mirrored_and_diverse_inputs_still_descend() {
+    let (model, sources, targets) = setup();
+    let mut e = ensemble(&model);
+    e.mirror = true;
+    e.diversity = Some(advface_attacks::Diversity {
+        max_shift: 2,
+        prob: 1.0,
+    });
+    let cfg = AttackConfig {
+        steps: 20,
+        ..AttackConfig::default()
+    };
+    let out = attack_pair(&sources, &targets, &e, None, &cfg, 3).unwrap();
+    for (i, im) in out.images.iter().enumerate() {
+        assert!(mean_dist(&model, im, &targets) < mean_dist(&model, &sources[i], &targets));
+    }
+    // One model call per step for the whole pair (5 sources, 2 views each), plus the record.
+    assert_eq!(model.calls.load(std::sync::atomic::Ordering::Relaxed), 21);
+}
+
+#[test]
+fn acceptance_spends_exactly_the_budget_and_never_returns_worse() {
+    let (model, sources, targets) = setup();
+    let oracle: Arc<dyn Oracle> = Arc::new(LocalOracle::new(model.clone()));
+    for budget in [1u64, 2, 7, 40] {
+        let oracles: Vec<_> = (0..5)
+            .map(|_| Budgeted::new(oracle.clone(), budget))
+            .collect();
+        // The run charges each source one target descriptor first.
+        for o in &oracles {
+            o.describe(&[sources[0].clone()]).unwrap();
+        }
+        let before = oracle.stats().queries;
+        let cfg = AttackConfig {
+            steps: 60,
+            acceptance: Acceptance::BlackBox {
+                patience: 3,
+                check_every: 0,
+                adaptive: true,
+            },
+            ..AttackConfig::default()
+        };
+        let out = attack_pair(
+            &sources,
+            &targets,
+            &ensemble(&model),
+            Some(&oracles),
+            &cfg,
+            1,
+        )
+        .unwrap();
+        let spent = oracle.stats().queries - before;
+        let used: u64 = out.sources.iter().map(|o| o.queries).sum();
+        assert_eq!(used, spent + 5, "budget {budget}");
+        for (i, o) in out.sources.iter().enumerate() {
+            assert!(
+                o.queries <= budget,
+                "budget {budget}: source {i} used {}",
+                o.queries
+            );
+            // Enough steps for the budget: every query is spent.
+            assert_eq!(o.queries, budget, "budget {budget}: source {i}");
+            let clean = mean_dist(&model, &sources[i], &targets);
+            let got = mean_dist(&model, &out.images[i], &targets);
+            assert!(got <= clean + 1e-9, "budget {budget}: {clean} -> {got}");
+            if let (Some(b), Some(a)) = (o.blackbox_before, o.blackbox_after) {
+                assert!((a - got).abs() < 1e-5);
+                assert!(a <= b);
+            }
+        }
+    }
+}
+
+#[test]
+fn fgsm_baseline_stops_at_the_first_ssim_cut() {
+    let (model, sources, targets) = setup();
+    // Sign steps of 51 grey levels: the first one already breaks the limit, so the baseline
+    // stops there and returns the originals untouched; without the stop the guard cuts the
+    // step and the loop goes on.
+    let stop = AttackConfig {
+        rule: StepRule::Fgsm {
+            eps: 0.2,
+            top: false,
+        },
+        steps: 50,
+        cycle_combinations: false,
+        stop_at_ssim_failure: true,
+        ..AttackConfig::default()
+    };
+    let out = attack_pair(&sources, &targets, &ensemble(&model), None, &stop, 0).unwrap();
+    for (o, (im, src)) in out.sources.iter().zip(out.images.iter().zip(&sources)) {
+        assert_eq!(o.steps, 0, "{o:?}");
+        assert_eq!(im, src);
+    }
+    let go_on = AttackConfig {
+        stop_at_ssim_failure: false,
+        ..stop
+    };
+    let out = attack_pair(&sources, &targets, &ensemble(&model), None, &go_on, 0).unwrap();
+    for (o, (im, src)) in out.sources.iter().zip(out.images.iter().zip(&sources)) {
+        assert_eq!(o.steps, 50, "{o:?}");
+        assert_ne!(im, src);
+        assert!(o.ssim >= SSIM_LIMIT + 0.002);
+    }
+}
+
+#[test]
+fn wrong_descriptor_length_names_the_models() {
+    let (model, sources, _) = setup();
+    let targets = vec![Descriptor(vec![0.0; 128]); 5];
+    let err = attack_pair(
+        &sources,
+        &targets,
+        &ensemble(&model),
+        None,
+        &AttackConfig::default(),
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("128") && err.contains("16") && err.contains("linear1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn guard_never_lets_a_random_walk_below_the_limit() {
+    let im = face(S, 42);
+    let guard = SsimGuard::new(&im, 0.951).unwrap();
+    let mut x = im.to_chw_f32();
+    let mut s = 12345u64;
+    for _ in 0..200 {
+        let cand: Vec<f32> = x
+            .iter()
+            .map(|v| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                v + ((s % 1000) as f32 / 1000.0 - 0.5) * 0.05
+            })
+            .collect();
+        let g = guard.enforce(&x, cand).unwrap();
+        let measured = advface_image::ssim(&im, &g.image).unwrap().mean;
+        assert!(measured >= 0.951, "{measured}");
+        x = g.x;
+    }
+}

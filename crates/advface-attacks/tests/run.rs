@@ -1,0 +1,247 @@
+//! Running pairs from files: outputs, records, resume, shards, and bad input named.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use advface_attacks::{
+    read_record, run_pairs, select_pairs, Acceptance, AttackConfig, Ensemble, Member, RunConfig,
+    RunEvent, RunPaths,
+};
+use advface_core::{Differentiable, Oracle, SSIM_LIMIT};
+use advface_data::Pair;
+use advface_oracle::LocalOracle;
+use common::{face, Linear};
+
+fn names(person: &str) -> Vec<String> {
+    (1..=5)
+        .map(|i| format!("{person}/{person}_{i:04}.png"))
+        .collect()
+}
+
+/// Crops for people A, B, C, D (112 x 112) and pairs A->B, C->D.
+fn fixture(dir: &Path) -> Vec<Pair> {
+    for (k, p) in ["A", "B", "C", "D"].iter().enumerate() {
+        std::fs::create_dir_all(dir.join(p)).unwrap();
+        for (i, rel) in names(p).iter().enumerate() {
+            advface_image::write_png_atomic(&dir.join(rel), &face(112, (k * 10 + i) as u64))
+                .unwrap();
+        }
+    }
+    vec![
+        Pair {
+            sources: names("A"),
+            targets: names("B"),
+        },
+        Pair {
+            sources: names("C"),
+            targets: names("D"),
+        },
+    ]
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    paths: RunPaths,
+    pairs: Vec<Pair>,
+    ensemble: Ensemble,
+    oracle: Arc<dyn Oracle>,
+    config: RunConfig,
+}
+
+fn setup(budget: Option<u64>) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let crops = tmp.path().join("crops");
+    let pairs = fixture(&crops);
+    let model = Arc::new(Linear::new(16, 3 * 112 * 112, 7));
+    let m: Arc<dyn Differentiable> = model.clone();
+    let ensemble = Ensemble::new(vec![Member {
+        model: m,
+        weight: 1.0,
+    }])
+    .unwrap();
+    let oracle: Arc<dyn Oracle> = Arc::new(LocalOracle::new(model));
+    let config = RunConfig {
+        method: "fgvm".into(),
+        white_box: false,
+        attack: AttackConfig {
+            steps: 12,
+            acceptance: match budget {
+                Some(_) => Acceptance::BlackBox {
+                    patience: 3,
+                    check_every: 0,
+                    adaptive: true,
+                },
+                None => Acceptance::None,
+            },
+            ..AttackConfig::default()
+        },
+        budget_per_image: budget,
+        models: Vec::new(),
+        mirror: false,
+        diversity: None,
+        oracle: "linear".into(),
+        pairs_file: "pairs.csv".into(),
+        crops: crops.clone(),
+    };
+    let paths = RunPaths {
+        pairs_file: "pairs.csv".into(),
+        crops,
+        out: tmp.path().join("out"),
+    };
+    Setup {
+        _tmp: tmp,
+        paths,
+        pairs,
+        ensemble,
+        oracle,
+        config,
+    }
+}
+
+fn run(s: &Setup, selected: &[usize]) -> (advface_attacks::RunReport, Vec<String>) {
+    let events = Mutex::new(Vec::new());
+    let report = run_pairs(
+        &s.pairs,
+        selected,
+        &s.paths,
+        &s.ensemble,
+        s.oracle.clone(),
+        &s.config,
+        2,
+        &|e| {
+            if let RunEvent::PairFailed { index, error } = e {
+                events.lock().unwrap().push(format!("{index}: {error}"));
+            }
+        },
+    )
+    .unwrap();
+    (report, events.into_inner().unwrap())
+}
+
+#[test]
+fn writes_every_source_resumes_and_counts_queries_exactly() {
+    let s = setup(Some(6));
+    let (report, failed) = run(&s, &[0, 1]);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(report.attacked, 2);
+    // 6 queries per image, targets included, every one spent (12 steps > 6 queries).
+    assert_eq!(report.queries, 2 * 5 * 6);
+    for (i, p) in s.pairs.iter().enumerate() {
+        let rec = read_record(&s.paths.out, i).expect("record");
+        assert_eq!(rec.sources, p.sources);
+        for (rel, o) in p.sources.iter().zip(&rec.outcomes) {
+            assert_eq!(o.queries, 6);
+            let orig = advface_image::read_image(&s.paths.crops.join(rel)).unwrap();
+            let adv = advface_image::read_image(&s.paths.out.join(rel)).unwrap();
+            let ssim = advface_image::ssim(&orig, &adv).unwrap().mean;
+            assert!(ssim >= SSIM_LIMIT);
+            assert!((ssim - o.ssim).abs() < 1e-12);
+        }
+    }
+    assert!(s.paths.out.join("config.json").is_file());
+    // A rerun does nothing and asks nothing.
+    let (again, _) = run(&s, &[0, 1]);
+    assert_eq!((again.attacked, again.resumed, again.queries), (0, 2, 0));
+}
+
+#[test]
+fn a_corrupt_or_missing_image_fails_its_pair_only() {
+    let s = setup(None);
+    std::fs::write(s.paths.crops.join("C/C_0003.png"), b"not a png").unwrap();
+    let (report, failed) = run(&s, &[0, 1]);
+    assert_eq!(report.attacked, 1);
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].starts_with("1:") && failed[0].contains("C_0003.png"),
+        "{failed:?}"
+    );
+    std::fs::remove_file(s.paths.crops.join("C/C_0003.png")).unwrap();
+    let (_, failed) = run(&s, &[1]);
+    assert!(failed[0].contains("C_0003.png"), "{failed:?}");
+}
+
+#[test]
+fn a_pair_with_four_images_is_named() {
+    let mut s = setup(None);
+    s.pairs[1].sources.pop();
+    let (report, failed) = run(&s, &[0, 1]);
+    assert_eq!(report.attacked, 1);
+    assert!(
+        failed[0].contains("4 source image(s)") && failed[0].contains("C/C_0001.png"),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn output_inside_the_crops_and_a_changed_config_are_refused() {
+    let mut s = setup(None);
+    s.paths.out = s.paths.crops.join("adv");
+    let err = run_pairs(
+        &s.pairs,
+        &[0],
+        &s.paths,
+        &s.ensemble,
+        s.oracle.clone(),
+        &s.config,
+        1,
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("inside the crops folder"), "{err}");
+    let s = setup(None);
+    run(&s, &[0]);
+    let mut other = s.config.clone();
+    other.attack.steps = 13;
+    let err = run_pairs(
+        &s.pairs,
+        &[1],
+        &s.paths,
+        &s.ensemble,
+        s.oracle.clone(),
+        &other,
+        1,
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("another configuration"), "{err}");
+}
+
+#[test]
+fn a_black_box_of_another_length_is_refused_before_any_query() {
+    let s = setup(Some(5));
+    let other: Arc<dyn Oracle> = Arc::new(LocalOracle::new(Arc::new(Linear::new(
+        128,
+        3 * 112 * 112,
+        9,
+    ))));
+    let err = run_pairs(
+        &s.pairs,
+        &[0],
+        &s.paths,
+        &s.ensemble,
+        other.clone(),
+        &s.config,
+        1,
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("128") && err.contains("16"), "{err}");
+    assert_eq!(other.stats().queries, 0);
+}
+
+#[test]
+fn shards_partition_the_selection() {
+    let all = select_pairs(10, Some(7), (0, 1));
+    assert_eq!(all, (0..7).collect::<Vec<_>>());
+    let mut merged: Vec<usize> = (0..3)
+        .flat_map(|k| select_pairs(10, Some(7), (k, 3)))
+        .collect();
+    merged.sort();
+    assert_eq!(merged, all);
+    assert_eq!(select_pairs(10, None, (1, 3)), vec![1, 4, 7]);
+}
