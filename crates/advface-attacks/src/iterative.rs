@@ -91,10 +91,11 @@ pub struct SourceOutcome {
     pub blackbox_before: Option<f64>,
     /// See `blackbox_before`.
     pub blackbox_after: Option<f64>,
-    /// The ensemble's mean distance to the mean target at the start and the end.
-    pub surrogate_before: f64,
+    /// The ensemble's mean distance to the mean target at the start and the end; `None`
+    /// without a gradient stage.
+    pub surrogate_before: Option<f64>,
     /// See `surrogate_before`.
-    pub surrogate_after: f64,
+    pub surrogate_after: Option<f64>,
     /// Gradient steps taken.
     pub steps: usize,
     /// Black-box queries charged to this image (its target descriptor included).
@@ -237,8 +238,8 @@ pub fn attack_pair(
                 ssim: 1.0,
                 blackbox_before: None,
                 blackbox_after: None,
-                surrogate_before: f64::NAN,
-                surrogate_after: f64::NAN,
+                surrogate_before: None,
+                surrogate_after: None,
                 steps: 0,
                 queries: oracles.map_or(0, |o| o.get(i).map_or(0, |o| o.used())),
                 accepted: 0,
@@ -293,8 +294,8 @@ pub fn attack_pair(
         let lg = ensemble.loss_and_grad(&batch, &vec![aim.clone(); active.len()], &mut rng)?;
         for (k, &i) in active.iter().enumerate() {
             let st = &mut states[i];
-            if st.outcome.surrogate_before.is_nan() {
-                st.outcome.surrogate_before = lg.loss[k];
+            if st.outcome.surrogate_before.is_none() {
+                st.outcome.surrogate_before = Some(lg.loss[k]);
             }
             let mut g = lg.grad[k * plane..(k + 1) * plane].to_vec();
             if cfg.ssim_penalty > 0.0 {
@@ -411,9 +412,9 @@ pub fn attack_pair(
     quiet.diversity = None;
     let lg = quiet.loss_and_grad(&batch, &vec![all_targets; states.len()], &mut rng)?;
     for (k, st) in states.iter_mut().enumerate() {
-        st.outcome.surrogate_after = lg.loss[k];
-        if st.outcome.surrogate_before.is_nan() {
-            st.outcome.surrogate_before = lg.loss[k];
+        st.outcome.surrogate_after = Some(lg.loss[k]);
+        if st.outcome.surrogate_before.is_none() {
+            st.outcome.surrogate_before = Some(lg.loss[k]);
         }
         if let Some(o) = oracles {
             st.outcome.queries = o[k].used();

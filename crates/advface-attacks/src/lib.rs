@@ -31,8 +31,8 @@ pub use ensemble::{Diversity, Ensemble, Member};
 pub use guard::SsimGuard;
 pub use iterative::{attack_pair, Acceptance, AttackConfig, PairOutcome, SourceOutcome};
 pub use run::{
-    read_record, record_path, run_pairs, select_pairs, ModelRecord, PairRecord, RunConfig,
-    RunEvent, RunPaths, RunReport,
+    read_record, record_path, run_pairs, select_pairs, ModelRecord, PairRecord, Refine,
+    RefineOutcome, RunConfig, RunEvent, RunPaths, RunReport,
 };
 pub use step::{StepRule, NORMALISED_UNIT};
 

@@ -36,6 +36,29 @@ pub struct ModelRecord {
     pub weight: f32,
 }
 
+/// The query-based stage after the gradient loop (issue 6): it refines each source on the
+/// black box with what is left of the source's budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Refine {
+    /// The MCS2018 2nd-place few-pixel differential evolution.
+    Pixel(advface_search::PixelAttackConfig),
+    /// The Square attack with the SSIM limit.
+    Square(advface_search::SquareAttackConfig),
+}
+
+/// What the query stage did to one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefineOutcome {
+    /// The black box's mean distance to the targets where the stage started and ended;
+    /// `None` when no query was left to measure the start.
+    pub start: Option<f64>,
+    /// See `start`.
+    pub end: Option<f64>,
+    /// Queries the stage made.
+    pub queries: u64,
+}
+
 /// The resolved configuration of a run, written to `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -44,8 +67,10 @@ pub struct RunConfig {
     /// `true` when gradients come from the black box's own network (the white-box
     /// reference, PROTOCOL.md): never a black-box result.
     pub white_box: bool,
-    /// The loop's configuration.
+    /// The gradient loop's configuration (`steps: 0` for none).
     pub attack: AttackConfig,
+    /// The query stage after it, if any.
+    pub refine: Option<Refine>,
     /// Queries allowed per source image, its share of the target descriptors included;
     /// `None`: no limit.
     pub budget_per_image: Option<u64>,
@@ -72,8 +97,12 @@ pub struct PairRecord {
     pub sources: Vec<String>,
     /// See `sources`.
     pub targets: Vec<String>,
-    /// One outcome per source, in order.
+    /// One outcome per source, in order (`queries` counts both stages, the target
+    /// descriptor included).
     pub outcomes: Vec<SourceOutcome>,
+    /// The query stage per source, when there is one.
+    #[serde(default)]
+    pub refined: Vec<RefineOutcome>,
     /// Wall time of the pair, seconds.
     pub wall_s: f64,
 }
@@ -191,14 +220,19 @@ pub fn run_pairs(
     pairs: &[Pair],
     selected: &[usize],
     paths: &RunPaths,
-    ensemble: &Ensemble,
+    ensemble: Option<&Ensemble>,
     oracle: Arc<dyn Oracle>,
     config: &RunConfig,
     threads: usize,
     observer: &(dyn Fn(RunEvent) + Sync),
 ) -> Result<RunReport, AttackError> {
     let start = Instant::now();
-    if let Some(len) = oracle.descriptor_len() {
+    if config.attack.steps > 0 && ensemble.is_none() {
+        return Err(AttackError::BadInput(
+            "a gradient stage needs an ensemble of students".into(),
+        ));
+    }
+    if let (Some(len), Some(ensemble)) = (oracle.descriptor_len(), ensemble) {
         if len != ensemble.descriptor_len() {
             return Err(AttackError::BadInput(format!(
                 "descriptor length mismatch: the black box '{}' gives {len} components, the \
@@ -293,7 +327,7 @@ fn run_one(
     index: usize,
     pair: &Pair,
     paths: &RunPaths,
-    ensemble: &Ensemble,
+    ensemble: Option<&Ensemble>,
     oracle: &Arc<dyn Oracle>,
     config: &RunConfig,
 ) -> Result<PairRecord, AttackError> {
@@ -311,14 +345,59 @@ fn run_one(
         let d = oracles[j % oracles.len()].describe(std::slice::from_ref(t))?;
         targets.extend(d);
     }
-    let outcome = attack_pair(
-        &sources,
-        &targets,
-        ensemble,
-        Some(&oracles),
-        &config.attack,
-        index as u64,
-    )?;
+    let mut outcome = match ensemble {
+        Some(e) if config.attack.steps > 0 => attack_pair(
+            &sources,
+            &targets,
+            e,
+            Some(&oracles),
+            &config.attack,
+            index as u64,
+        )?,
+        _ => crate::iterative::PairOutcome {
+            images: sources.clone(),
+            sources: oracles
+                .iter()
+                .map(|o| SourceOutcome {
+                    ssim: 1.0,
+                    blackbox_before: None,
+                    blackbox_after: None,
+                    surrogate_before: None,
+                    surrogate_after: None,
+                    steps: 0,
+                    queries: o.used(),
+                    accepted: 0,
+                    refused: 0,
+                    forced: 0,
+                })
+                .collect(),
+        },
+    };
+    let mut refined = Vec::new();
+    if let Some(refine) = &config.refine {
+        for (i, o) in oracles.iter().enumerate() {
+            let r = refine_one(
+                refine,
+                &sources[i],
+                &outcome.images[i],
+                outcome.sources[i].blackbox_after,
+                outcome.sources[i].blackbox_before,
+                &targets,
+                o,
+                index as u64 * 8 + i as u64,
+            )?;
+            outcome.sources[i].queries = o.used();
+            if r.1.end.is_some() {
+                outcome.sources[i].blackbox_after = r.1.end;
+            }
+            if outcome.sources[i].blackbox_before.is_none() && outcome.images[i] == sources[i] {
+                outcome.sources[i].blackbox_before = r.1.start;
+            }
+            outcome.sources[i].ssim = advface_image::ssim(&sources[i], &r.0)?.mean;
+            outcome.images[i] = r.0;
+            refined.push(r.1);
+        }
+    }
     // Never write below the limit: measure once more, against the original as read.
     for ((im, orig), rel) in outcome.images.iter().zip(&sources).zip(&pair.sources) {
         let s = advface_image::ssim(orig, im)?.mean;
@@ -340,10 +419,90 @@ fn run_one(
         sources: pair.sources.clone(),
         targets: pair.targets.clone(),
         outcomes: outcome.sources,
+        refined,
         wall_s: start.elapsed().as_secs_f64(),
     };
     let file = record_path(&paths.out, index);
     let json = serde_json::to_vec_pretty(&record).map_err(|e| io_err("encoding", &file, e))?;
     advface_image::write_atomic(&file, &json)?;
     Ok(record)
+}
+
+/// Runs the query stage on one source with what is left of its budget. Starts from the
+/// better (for the black box) of the gradient stage's image and the original; what the
+/// start costs to measure is paid from the same budget.
+fn refine_one(
+    refine: &Refine,
+    original: &RgbImage,
+    start: &RgbImage,
+    start_distance: Option<f64>,
+    original_distance: Option<f64>,
+    targets: &[Descriptor],
+    oracle: &SourceOracle,
+    seed: u64,
+) -> Result<(RgbImage, RefineOutcome), AttackError> {
+    let used_before = oracle.used();
+    let mut best = (original.clone(), f64::INFINITY);
+    let mut candidates: Vec<(RgbImage, Option<f64>)> = vec![(start.clone(), start_distance)];
+    if start != original {
+        candidates.push((original.clone(), original_distance));
+    }
+    for (im, known) in candidates {
+        let d = match known {
+            Some(d) => d,
+            None if oracle.remaining() > 0 => {
+                let d = oracle.describe(std::slice::from_ref(&im))?;
+                crate::iterative::mean_distance(&d[0], targets)
+            }
+            None => continue,
+        };
+        if d < best.1 {
+            best = (im, d);
+        }
+    }
+    if !best.1.is_finite() {
+        // No query left even to measure the start: keep the gradient stage's image.
+        return Ok((
+            start.clone(),
+            RefineOutcome {
+                start: None,
+                end: None,
+                queries: 0,
+            },
+        ));
+    }
+    let budget = oracle.remaining();
+    let err = |e: advface_search::SearchError| AttackError::BadInput(e.to_string());
+    let (image, end) = match refine {
+        Refine::Pixel(cfg) => {
+            let cfg = advface_search::PixelAttackConfig {
+                seed,
+                ..cfg.clone()
+            };
+            let o = advface_search::pixel_attack_from(
+                original, &best.0, best.1, targets, oracle, &cfg, budget,
+            )
+            .map_err(err)?;
+            (o.image, o.distance)
+        }
+        Refine::Square(cfg) => {
+            let cfg = advface_search::SquareAttackConfig {
+                seed,
+                ..cfg.clone()
+            };
+            let o = advface_search::square_attack_from(
+                original, &best.0, best.1, targets, oracle, &cfg, budget,
+            )
+            .map_err(err)?;
+            (o.image, o.distance)
+        }
+    };
+    Ok((
+        image,
+        RefineOutcome {
+            start: Some(best.1),
+            end: Some(end),
+            queries: oracle.used() - used_before,
+        },
+    ))
 }

@@ -30,6 +30,10 @@ use crate::augment::SplitMix64;
 use crate::split::split_by_identity;
 use crate::store::{DescriptorStore, StoreError};
 
+fn one() -> usize {
+    1
+}
+
 /// Name of the final weights in a run folder.
 pub const FINAL_WEIGHTS: &str = "student.weights";
 
@@ -45,6 +49,9 @@ pub struct TrainConfig {
     pub width: usize,
     /// Batch norm on the output descriptor (3rd place). Default off (2nd place).
     pub output_batch_norm: bool,
+    /// Average-pool factor of the input before the stem (1: the full 112 px). Default 1.
+    #[serde(default = "one")]
+    pub input_downsample: usize,
     /// Epochs. Default 25 (2nd place).
     pub epochs: u32,
     /// Batch size. Default 32 (2nd place).
@@ -87,6 +94,7 @@ impl Default for TrainConfig {
             arch: Arch::ResNet18,
             width: 64,
             output_batch_norm: false,
+            input_downsample: 1,
             epochs: 25,
             batch: 32,
             lr: 1e-3,
@@ -110,6 +118,7 @@ impl TrainConfig {
             width: self.width,
             descriptor_len: self.descriptor_len,
             output_batch_norm: self.output_batch_norm,
+            input_downsample: self.input_downsample,
             ..StudentConfig::default()
         }
     }

@@ -104,9 +104,12 @@ pub fn summarise(pairs: &[PairScore], threshold: f64) -> Summary {
     }
 }
 
-/// The default threshold as f64.
+/// The same-person threshold of PROTOCOL.md, 0.6, as f64 (not the f32 constant widened,
+/// which is 0.6000000238).
 pub fn default_threshold() -> f64 {
-    f64::from(MATCH_THRESHOLD)
+    let t: f64 = 0.6;
+    debug_assert_eq!(t as f32, MATCH_THRESHOLD);
+    t
 }
 
 #[cfg(test)]

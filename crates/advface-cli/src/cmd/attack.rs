@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use advface_attacks::{
     run_pairs, select_pairs, Acceptance, AttackConfig, Diversity, Ensemble, Member, ModelRecord,
-    RunConfig, RunEvent, RunPaths, StepRule,
+    Refine, RunConfig, RunEvent, RunPaths, StepRule,
 };
 use advface_core::Differentiable;
 use anyhow::{bail, Context, Result};
@@ -42,6 +42,14 @@ pub enum Method {
     WhiteboxFgvm,
     /// White-box reference: Adam with an SSIM penalty through the black box's own network.
     WhiteboxAdam,
+    /// Queries only: the MCS2018 2nd-place one-pixel differential evolution on the black box
+    /// (population 150, 3 generations a round, recombination 1), no students.
+    Pixel,
+    /// Queries only: the Square attack with the SSIM limit, no students.
+    Square,
+    /// Transfer from the students (Nesterov, mirrored, SSIM held at 0.96 to leave room),
+    /// then the Square attack on the black box with the rest of the budget.
+    Hybrid,
 }
 
 impl Method {
@@ -56,11 +64,19 @@ impl Method {
             Method::Adam => "adam",
             Method::WhiteboxFgvm => "whitebox-fgvm",
             Method::WhiteboxAdam => "whitebox-adam",
+            Method::Pixel => "pixel",
+            Method::Square => "square",
+            Method::Hybrid => "hybrid",
         }
     }
 
     fn white_box(self) -> bool {
         matches!(self, Method::WhiteboxFgvm | Method::WhiteboxAdam)
+    }
+
+    /// Methods that use no student.
+    fn queries_only(self) -> bool {
+        matches!(self, Method::Pixel | Method::Square)
     }
 }
 
@@ -191,6 +207,15 @@ pub fn method_config(method: Method, acceptance: Acceptance, args: &Args) -> Att
             ssim_penalty: 1.0,
             ..base
         },
+        Method::Pixel | Method::Square => AttackConfig { steps: 0, ..base },
+        Method::Hybrid => AttackConfig {
+            rule: StepRule::nesterov(),
+            steps: 40,
+            cycle_combinations: false,
+            acceptance: Acceptance::None,
+            ssim_margin: args.ssim_margin.max(0.01),
+            ..base
+        },
     };
     if method == Method::Auto && matches!(acceptance, Acceptance::None) {
         cfg.rule = StepRule::nesterov();
@@ -249,7 +274,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .join(","),
             weight: 1.0,
         });
-    } else {
+    } else if !method.queries_only() {
         let students: Vec<String> = if matches!(method, Method::Fgsm | Method::FgsmTop) {
             // The organisers' baseline uses one student.
             args.students.iter().take(1).cloned().collect()
@@ -279,12 +304,42 @@ pub fn run(args: Args) -> Result<ExitCode> {
             members.push(Member { model, weight });
         }
     }
-    let mut ensemble = Ensemble::new(members)?;
-    ensemble.mirror = !args.no_mirror && !matches!(method, Method::Fgsm | Method::FgsmTop);
-    ensemble.diversity = (args.diversity > 0).then_some(Diversity {
-        max_shift: args.diversity,
-        prob: 0.7,
-    });
+    let ensemble = if members.is_empty() {
+        None
+    } else {
+        let mut e = Ensemble::new(members)?;
+        e.mirror = !args.no_mirror && !matches!(method, Method::Fgsm | Method::FgsmTop);
+        e.diversity = (args.diversity > 0).then_some(Diversity {
+            max_shift: args.diversity,
+            prob: 0.7,
+        });
+        Some(e)
+    };
+    if args.no_oracle && (method.queries_only() || method == Method::Hybrid) {
+        bail!(
+            "--method {} asks the black box: it cannot run with --no-oracle",
+            method.name()
+        );
+    }
+    let refine = match method {
+        Method::Pixel => Some(Refine::Pixel(advface_search::PixelAttackConfig {
+            ssim_margin: args.ssim_margin,
+            ..Default::default()
+        })),
+        Method::Square | Method::Hybrid => {
+            Some(Refine::Square(advface_search::SquareAttackConfig {
+                ssim_margin: args.ssim_margin,
+                ..Default::default()
+            }))
+        }
+        _ => None,
+    };
+    if refine.is_some() && args.oracle.budget.is_none() {
+        bail!(
+            "--method {} needs --budget B (queries per source image, targets included)",
+            method.name()
+        );
+    }
     let acceptance = if args.no_oracle {
         Acceptance::None
     } else {
@@ -305,10 +360,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         method: method.name().into(),
         white_box: method.white_box(),
         attack,
+        refine,
         budget_per_image: args.oracle.budget,
         models: records,
-        mirror: ensemble.mirror,
-        diversity: ensemble.diversity,
+        mirror: ensemble.as_ref().is_some_and(|e| e.mirror),
+        diversity: ensemble.as_ref().and_then(|e| e.diversity),
         oracle: oracle.name(),
         pairs_file: args.pairs.clone(),
         crops: args.crops.clone(),
@@ -341,7 +397,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .iter()
                 .map(|o| match (o.blackbox_before, o.blackbox_after) {
                     (Some(b), Some(a)) => format!("{b:.3}->{a:.3}"),
-                    _ => format!("~{:.3}", o.surrogate_after),
+                    _ => o
+                        .surrogate_after
+                        .map_or_else(|| "-".into(), |d| format!("~{d:.3}")),
                 })
                 .collect();
             bar.set_message(format!("pair {} done", rec.index));
@@ -365,7 +423,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let report = run_pairs(
-        &pairs, &selected, &paths, &ensemble, oracle, &config, threads, &observer,
+        &pairs,
+        &selected,
+        &paths,
+        ensemble.as_ref(),
+        oracle,
+        &config,
+        threads,
+        &observer,
     )?;
     bar.finish_and_clear();
     eprintln!(

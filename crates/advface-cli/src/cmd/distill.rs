@@ -90,6 +90,10 @@ pub struct TrainArgs {
     /// Batch norm on the output descriptor (3rd-place team).
     #[arg(long)]
     pub output_bn: bool,
+    /// Average-pool the input by this factor before the stem (2: train at 56 x 56, a
+    /// quarter of the work).
+    #[arg(long, default_value_t = 1)]
+    pub downsample: usize,
     /// Epochs.
     #[arg(long, default_value_t = 25)]
     pub epochs: u32,
@@ -166,6 +170,7 @@ fn run_train(args: TrainArgs) -> Result<ExitCode> {
         },
         width: args.width,
         output_batch_norm: args.output_bn,
+        input_downsample: args.downsample,
         epochs: args.epochs,
         batch: args.batch,
         lr: args.lr,
