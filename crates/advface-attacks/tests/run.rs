@@ -246,3 +246,38 @@ fn shards_partition_the_selection() {
     assert_eq!(merged, all);
     assert_eq!(select_pairs(10, None, (1, 3)), vec![1, 4, 7]);
 }
+
+#[test]
+fn the_query_stage_spends_the_rest_of_each_budget_and_never_more() {
+    for (steps, ensemble) in [(0usize, false), (5, true)] {
+        let mut s = setup(Some(20));
+        s.config.attack.steps = steps;
+        s.config.attack.acceptance = Acceptance::None;
+        s.config.refine = Some(advface_attacks::Refine::Square(Default::default()));
+        let before = s.oracle.stats().queries;
+        let report = run_pairs(
+            &s.pairs,
+            &[0, 1],
+            &s.paths,
+            ensemble.then_some(&s.ensemble),
+            s.oracle.clone(),
+            &s.config,
+            2,
+            &|_| {},
+        )
+        .unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let mut total = 0;
+        for i in 0..2 {
+            let rec = read_record(&s.paths.out, i).unwrap();
+            assert_eq!(rec.refined.len(), 5);
+            for (o, r) in rec.outcomes.iter().zip(&rec.refined) {
+                assert!(o.queries <= 20, "{o:?}");
+                assert!(o.ssim >= SSIM_LIMIT);
+                assert!(r.end.unwrap() <= r.start.unwrap());
+                total += o.queries;
+            }
+        }
+        assert_eq!(total, s.oracle.stats().queries - before);
+    }
+}

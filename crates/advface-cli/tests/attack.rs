@@ -210,3 +210,29 @@ fn output_into_the_crops_folder_is_refused() {
         std::fs::read(crops.join("Al_Sharpton/Al_Sharpton_0001.png")).unwrap()
     );
 }
+
+#[test]
+fn demo_attacks_scores_and_draws_side_by_side_pictures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let o = bin()
+        .args(["demo", "--steps", "4", "--budget", "8", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("clean score") && table.contains("images below 0.95 | 0"),
+        "{table}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("score.json")).unwrap()).unwrap();
+    assert_eq!(r["images"], 10);
+    assert!(r["attack"]["queries_max"].as_u64().unwrap() <= 8);
+    let pic = advface_image::read_image(&out.join("compare/Al_Sharpton_0001.png")).unwrap();
+    assert_eq!((pic.width(), pic.height()), (3 * 112 + 8, 112));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["models"][0]["name"], "student (shipped)");
+}

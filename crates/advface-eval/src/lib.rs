@@ -7,7 +7,7 @@ pub mod run;
 
 use advface_core::{Descriptor, MATCH_THRESHOLD};
 
-pub use run::{attack_counts, machine, score_run, AttackCounts, RunScore, Violation};
+pub use run::{attack_counts, floor, machine, score_run, AttackCounts, RunScore, Violation};
 use serde::Serialize;
 use thiserror::Error;
 

@@ -43,6 +43,10 @@ pub struct RunScore {
     pub attacked: Summary,
     /// The same pairs without attack.
     pub clean: Summary,
+    /// The lowest score any attack could reach on these pairs: mean over pairs of the mean
+    /// distance from the targets' geometric median to the targets (a source descriptor can
+    /// be no closer to all five at once).
+    pub floor: f64,
     /// Lowest and mean SSIM over the adversarial images.
     pub ssim_min: f64,
     /// See `ssim_min`.
@@ -69,6 +73,7 @@ struct Scored {
     index: usize,
     attacked: PairScore,
     clean: PairScore,
+    floor: f64,
     ssims: Vec<(String, f64)>,
 }
 
@@ -120,8 +125,55 @@ fn score_one(
         index,
         attacked,
         clean,
+        floor: floor(target_d),
         ssims,
     })
+}
+
+/// Mean distance from the geometric median of `targets` to them (Weiszfeld's iteration):
+/// the smallest mean distance to all targets any descriptor can have.
+pub fn floor(targets: &[Descriptor]) -> f64 {
+    let len = targets[0].len();
+    let mean_dist = |c: &[f64]| {
+        targets
+            .iter()
+            .map(|t| {
+                t.as_slice()
+                    .iter()
+                    .zip(c)
+                    .map(|(a, b)| (f64::from(*a) - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .sum::<f64>()
+            / targets.len() as f64
+    };
+    let mut c = vec![0f64; len];
+    for t in targets {
+        for (a, b) in c.iter_mut().zip(t.as_slice()) {
+            *a += f64::from(*b) / targets.len() as f64;
+        }
+    }
+    for _ in 0..200 {
+        let mut num = vec![0f64; len];
+        let mut den = 0f64;
+        for t in targets {
+            let d = t
+                .as_slice()
+                .iter()
+                .zip(&c)
+                .map(|(a, b)| (f64::from(*a) - b).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-12);
+            for (n, v) in num.iter_mut().zip(t.as_slice()) {
+                *n += f64::from(*v) / d;
+            }
+            den += 1.0 / d;
+        }
+        c = num.into_iter().map(|v| v / den).collect();
+    }
+    mean_dist(&c)
 }
 
 /// Reads the attack's records in `adv/records` for the selected pairs.
@@ -190,9 +242,11 @@ pub fn score_run(
     let mut ssims = Vec::new();
     let mut failed = Vec::new();
     let mut per_pair = Vec::new();
+    let mut floors = Vec::new();
     for (i, r) in results {
         match r {
             Ok(s) => {
+                floors.push(s.floor);
                 per_pair.push((s.index, s.attacked.mean_l2, s.clean.mean_l2));
                 attacked.push(s.attacked);
                 clean.push(s.clean);
@@ -213,6 +267,7 @@ pub fn score_run(
     RunScore {
         attacked: summarise(&attacked, threshold),
         clean: summarise(&clean, threshold),
+        floor: floors.iter().sum::<f64>() / floors.len() as f64,
         ssim_min: values.iter().copied().fold(f64::NAN, f64::min),
         ssim_mean: values.iter().sum::<f64>() / values.len() as f64,
         images: values.len(),
@@ -223,5 +278,25 @@ pub fn score_run(
         scoring_queries: oracle.stats().queries - before,
         wall_s: start.elapsed().as_secs_f64(),
         machine: machine(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_of_a_square_is_the_distance_from_its_centre() {
+        let t: Vec<Descriptor> = [[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]
+            .iter()
+            .map(|v| Descriptor(v.to_vec()))
+            .collect();
+        assert!((floor(&t) - 2f64.sqrt()).abs() < 1e-9);
+        // Three points together and one far away: the median sits on the cluster.
+        let t: Vec<Descriptor> = [[0.0], [0.0], [0.0], [10.0]]
+            .iter()
+            .map(|v| Descriptor(v.to_vec()))
+            .collect();
+        assert!((floor(&t) - 2.5).abs() < 1e-6);
     }
 }

@@ -2,7 +2,7 @@
 //! box under a per-image query budget), and the white-box reference through the black box's
 //! own network.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,7 +13,6 @@ use advface_attacks::{
 use advface_core::Differentiable;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
 use super::blackbox::{load_differentiable, open_oracle, OracleArgs};
 
@@ -241,11 +240,6 @@ pub fn method_config(method: Method, acceptance: Acceptance, args: &Args) -> Att
     cfg
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
     let pairs = advface_data::read_pairs(&args.pairs)?;
     if pairs.is_empty() {
@@ -294,11 +288,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.weights.iter().sum()
         };
         for (k, s) in students.iter().enumerate() {
-            let (model, file) = load_differentiable(s)?;
+            let (model, sha256) = load_differentiable(s)?;
             let weight = args.weights.get(k).copied().unwrap_or(1.0);
             records.push(ModelRecord {
                 name: model.name(),
-                sha256: sha256_file(&file)?,
+                sha256,
                 weight: weight / total,
             });
             members.push(Member { model, weight });

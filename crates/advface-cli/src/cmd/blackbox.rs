@@ -36,33 +36,31 @@ pub struct OracleArgs {
 /// The names `--model` understands, for messages.
 pub const MODEL_NAMES: &str = "faceapi, student";
 
-/// The shipped student: trained by `advface distill train` on the distillation pool, its
-/// run folder (config, log, command) committed under `models/student`.
-pub fn shipped_student() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("ADVFACE_STUDENT") {
-        return p.into();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/student/student.weights")
-        .components()
-        .collect()
-}
+/// The shipped student's weights, built into the binary: trained by `advface distill
+/// train` on the distillation pool; its run folder (config, log, command) is committed in
+/// `models/student`.
+const SHIPPED_STUDENT: &[u8] = include_bytes!("../../../../models/student/student.weights");
 
 /// Loads a student by name or path (`student`, a run folder, a `.weights` file) for
-/// gradients; returns it with the weights file it came from.
-pub fn load_differentiable(
-    name: &str,
-) -> Result<(Arc<dyn advface_core::Differentiable>, std::path::PathBuf)> {
+/// gradients; returns it with the SHA-256 of its weights file. `student` is the shipped
+/// one (or the file `ADVFACE_STUDENT` names).
+pub fn load_differentiable(name: &str) -> Result<(Arc<dyn advface_core::Differentiable>, String)> {
+    let sha = |bytes: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    if name == "student" && std::env::var_os("ADVFACE_STUDENT").is_none() {
+        let origin = Path::new("models/student/student.weights");
+        let student = advface_models::StudentEmbedder::from_bytes(
+            SHIPPED_STUDENT,
+            origin,
+            "student (shipped)".into(),
+        )
+        .context("loading the shipped student")?;
+        return Ok((Arc::new(student), sha(SHIPPED_STUDENT)));
+    }
     let file = if name == "student" {
-        let f = shipped_student();
-        if !f.is_file() {
-            bail!(
-                "the shipped student {} is missing (set ADVFACE_STUDENT to a .weights file, or \
-                 name a run folder with --students)",
-                f.display()
-            );
-        }
-        f
+        std::path::PathBuf::from(std::env::var_os("ADVFACE_STUDENT").expect("checked above"))
     } else {
         student_weights(Path::new(name)).ok_or_else(|| {
             anyhow::anyhow!(
@@ -71,9 +69,10 @@ pub fn load_differentiable(
             )
         })?
     };
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let student = advface_models::StudentEmbedder::load(&file)
         .with_context(|| format!("loading the student {}", file.display()))?;
-    Ok((Arc::new(student), file))
+    Ok((Arc::new(student), sha(&bytes)))
 }
 
 /// Loads a local model by name or path.

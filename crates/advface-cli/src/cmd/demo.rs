@@ -39,10 +39,8 @@ pub struct Args {
 
 /// The committed demo data: `fixtures/demo` in the source tree.
 fn demo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/demo")
-        .components()
-        .collect()
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo");
+    p.canonicalize().unwrap_or(p)
 }
 
 /// Original, adversarial and the difference amplified 10x around grey, side by side with a

@@ -525,7 +525,7 @@ fn run_eval(args: EvalArgs) -> Result<ExitCode> {
             args.exclude.display()
         );
     }
-    let (student, file) = super::blackbox::load_differentiable(&args.student)?;
+    let (student, weights_sha256) = super::blackbox::load_differentiable(&args.student)?;
     let oracle = open_oracle(&args.oracle)?;
     let len = student.descriptor_len();
     if let Some(l) = oracle.descriptor_len() {
@@ -533,7 +533,7 @@ fn run_eval(args: EvalArgs) -> Result<ExitCode> {
             bail!(
                 "descriptor length mismatch: the black box '{}' gives {l}, the student {} gives {len}",
                 oracle.name(),
-                file.display()
+                student.name()
             );
         }
     }
@@ -568,8 +568,8 @@ fn run_eval(args: EvalArgs) -> Result<ExitCode> {
         seconds: f64,
     }
     let report = Report {
-        student: file.display().to_string(),
-        weights_sha256: hex::encode(Sha256::digest(std::fs::read(&file)?)),
+        student: student.name(),
+        weights_sha256,
         images: images.len(),
         r2: m.r2,
         mse: m.mse,

@@ -51,6 +51,10 @@ pub fn table(r: &RunScore) -> String {
         pct(r.attacked.score, r.clean.score)
     );
     s += &format!(
+        "| floor (targets' geometric median: no attack can score lower) | {:.4} |\n",
+        r.floor
+    );
+    s += &format!(
         "| match rate (L2 < {}) | {:.1}% (clean {:.1}%) |\n",
         r.attacked.threshold,
         100.0 * r.attacked.match_rate,
