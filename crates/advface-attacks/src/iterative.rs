@@ -135,6 +135,38 @@ struct Source {
     outcome: SourceOutcome,
 }
 
+impl Source {
+    /// Makes the current state the one to return to after a refusal.
+    fn commit(&mut self, dist: f64) {
+        self.committed_dist = dist;
+        self.committed = Some((
+            self.x.clone(),
+            self.image.clone(),
+            self.ssim,
+            self.rule_state.clone(),
+        ));
+        self.fails = 0;
+    }
+}
+
+impl SourceOutcome {
+    /// The outcome of an image no gradient step touched, `queries` charged so far.
+    pub fn untouched(queries: u64) -> Self {
+        Self {
+            ssim: 1.0,
+            blackbox_before: None,
+            blackbox_after: None,
+            surrogate_before: None,
+            surrogate_after: None,
+            steps: 0,
+            queries,
+            accepted: 0,
+            refused: 0,
+            forced: 0,
+        }
+    }
+}
+
 /// Mean L2 distance of `d` to every target.
 pub fn mean_distance(d: &Descriptor, targets: &[Descriptor]) -> f64 {
     targets.iter().map(|t| d.l2(t)).sum::<f64>() / targets.len() as f64
@@ -234,18 +266,9 @@ pub fn attack_pair(
             committed_dist: f64::INFINITY,
             best: None,
             fails: 0,
-            outcome: SourceOutcome {
-                ssim: 1.0,
-                blackbox_before: None,
-                blackbox_after: None,
-                surrogate_before: None,
-                surrogate_after: None,
-                steps: 0,
-                queries: oracles.map_or(0, |o| o.get(i).map_or(0, |o| o.used())),
-                accepted: 0,
-                refused: 0,
-                forced: 0,
-            },
+            outcome: SourceOutcome::untouched(
+                oracles.map_or(0, |o| o.get(i).map_or(0, |o| o.used())),
+            ),
         });
     }
     // The clean images' distances, the baseline every step must beat.
@@ -350,28 +373,14 @@ pub fn attack_pair(
                     st.best = Some((st.image.clone(), dist, st.ssim));
                 }
                 if dist < st.committed_dist {
-                    st.committed_dist = dist;
-                    st.committed = Some((
-                        st.x.clone(),
-                        st.image.clone(),
-                        st.ssim,
-                        st.rule_state.clone(),
-                    ));
-                    st.fails = 0;
+                    st.commit(dist);
                     st.outcome.accepted += 1;
                 } else {
                     st.fails += 1;
                     st.outcome.refused += 1;
                     if st.fails >= patience {
                         // Forced step: go on from here although it is no better.
-                        st.committed_dist = dist;
-                        st.committed = Some((
-                            st.x.clone(),
-                            st.image.clone(),
-                            st.ssim,
-                            st.rule_state.clone(),
-                        ));
-                        st.fails = 0;
+                        st.commit(dist);
                         st.outcome.forced += 1;
                     } else if let Some((x, im, s, rs)) = &st.committed {
                         st.x = x.clone();

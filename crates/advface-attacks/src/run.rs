@@ -358,18 +358,7 @@ fn run_one(
             images: sources.clone(),
             sources: oracles
                 .iter()
-                .map(|o| SourceOutcome {
-                    ssim: 1.0,
-                    blackbox_before: None,
-                    blackbox_after: None,
-                    surrogate_before: None,
-                    surrogate_after: None,
-                    steps: 0,
-                    queries: o.used(),
-                    accepted: 0,
-                    refused: 0,
-                    forced: 0,
-                })
+                .map(|o| SourceOutcome::untouched(o.used()))
                 .collect(),
         },
     };

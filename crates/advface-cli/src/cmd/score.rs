@@ -36,7 +36,7 @@ pub struct Args {
 pub fn table(r: &RunScore) -> String {
     let mut s = String::new();
     let pct = |a: f64, b: f64| 100.0 * (a - b) / b;
-    s += &format!("| quantity | value |\n|---|---:|\n");
+    s += "| quantity | value |\n|---|---:|\n";
     s += &format!("| pairs scored | {} |\n", r.attacked.pairs);
     s += &format!(
         "| score (mean L2, attacked) | **{:.4}** |\n",
