@@ -167,10 +167,9 @@ impl SourceOutcome {
     }
 }
 
-/// Mean L2 distance of `d` to every target.
-pub fn mean_distance(d: &Descriptor, targets: &[Descriptor]) -> f64 {
-    targets.iter().map(|t| d.l2(t)).sum::<f64>() / targets.len() as f64
-}
+/// Mean L2 distance of a descriptor to every target (one definition for the gradient loop
+/// and the query attacks).
+pub use advface_search::mean_distance;
 
 fn mean_descriptor(targets: &[Descriptor], subset: &[usize]) -> Descriptor {
     let len = targets[0].len();
