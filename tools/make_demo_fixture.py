@@ -9,24 +9,16 @@ columns 69..181 of the decoded 250 x 250 RGB image; Pillow's libjpeg-turbo decod
 crops equal what `advface prepare` writes. Deterministic: rerunning gives the same files.
 """
 import argparse
-import hashlib
 import os
 
 from PIL import Image
 
+from protocol_lists import identities
+
 
 def protocol_pairs(lfw):
-    root = os.path.join(lfw, "images_deepfunneled")
-    ids = {}
-    for name in os.listdir(root):
-        d = os.path.join(root, name)
-        if os.path.isdir(d):
-            files = sorted(f for f in os.listdir(d) if f.endswith(".jpg"))
-            if files:
-                ids[name] = files
-    names = sorted(ids, key=lambda s: s.encode("utf-8"))
-    attack = [n for n in names
-              if len(ids[n]) >= 5 and hashlib.sha256(n.encode("utf-8")).digest()[0] < 0x80]
+    """The images folder and the protocol's pairs as ([(name, file)] * 5, [(name, file)] * 5)."""
+    root, ids, _, attack = identities(lfw)
     n = len(attack)
 
     def side(i):

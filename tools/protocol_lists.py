@@ -12,13 +12,9 @@ import hashlib
 import os
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lfw", default="../shared/data/lfw")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--n", type=int, default=None)
-    args = ap.parse_args()
-    root = os.path.join(args.lfw, "images_deepfunneled")
+def identities(lfw):
+    """(images folder, {name: sorted .jpg files}, names in byte order, attack identities)."""
+    root = os.path.join(lfw, "images_deepfunneled")
     ids = {}
     for name in os.listdir(root):
         d = os.path.join(root, name)
@@ -29,6 +25,16 @@ def main():
     names = sorted(ids, key=lambda s: s.encode("utf-8"))
     attack = [n for n in names
               if len(ids[n]) >= 5 and hashlib.sha256(n.encode("utf-8")).digest()[0] < 0x80]
+    return root, ids, names, attack
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lfw", default="../shared/data/lfw")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n", type=int, default=None)
+    args = ap.parse_args()
+    _, ids, names, attack = identities(args.lfw)
     attack_set = set(attack)
     pool = [f"{n}/{f[:-4]}.png" for n in names if n not in attack_set for f in ids[n]]
     n = len(attack)
