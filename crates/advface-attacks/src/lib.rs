@@ -22,6 +22,7 @@ pub mod combos;
 pub mod ensemble;
 pub mod guard;
 pub mod iterative;
+pub mod nes;
 pub mod rng;
 pub mod run;
 pub mod step;
@@ -30,6 +31,7 @@ pub use combos::target_combinations;
 pub use ensemble::{Diversity, Ensemble, Member};
 pub use guard::SsimGuard;
 pub use iterative::{attack_pair, Acceptance, AttackConfig, PairOutcome, SourceOutcome};
+pub use nes::{nes_attack_from, NesConfig, NesOutcome};
 pub use run::{
     read_record, record_path, run_pairs, select_pairs, ModelRecord, PairRecord, Refine,
     RefineOutcome, RunConfig, RunEvent, RunPaths, RunReport,

@@ -45,6 +45,8 @@ pub enum Refine {
     Pixel(advface_search::PixelAttackConfig),
     /// The Square attack with the SSIM limit.
     Square(advface_search::SquareAttackConfig),
+    /// Gradient estimation from queries with the students' gradient as a prior.
+    Nes(crate::nes::NesConfig),
 }
 
 /// What the query stage did to one source.
@@ -232,6 +234,11 @@ pub fn run_pairs(
             "a gradient stage needs an ensemble of students".into(),
         ));
     }
+    if matches!(&config.refine, Some(Refine::Nes(c)) if c.prior) && ensemble.is_none() {
+        return Err(AttackError::BadInput(
+            "the estimator's prior needs an ensemble of students".into(),
+        ));
+    }
     if let (Some(len), Some(ensemble)) = (oracle.descriptor_len(), ensemble) {
         if len != ensemble.descriptor_len() {
             return Err(AttackError::BadInput(format!(
@@ -367,6 +374,7 @@ fn run_one(
         for (i, o) in oracles.iter().enumerate() {
             let r = refine_one(
                 refine,
+                ensemble,
                 &sources[i],
                 &outcome.images[i],
                 outcome.sources[i].blackbox_after,
@@ -420,8 +428,10 @@ fn run_one(
 /// Runs the query stage on one source with what is left of its budget. Starts from the
 /// better (for the black box) of the gradient stage's image and the original; what the
 /// start costs to measure is paid from the same budget.
+#[allow(clippy::too_many_arguments)]
 fn refine_one(
     refine: &Refine,
+    ensemble: Option<&Ensemble>,
     original: &RgbImage,
     start: &RgbImage,
     start_distance: Option<f64>,
@@ -483,6 +493,16 @@ fn refine_one(
                 original, &best.0, best.1, targets, oracle, &cfg, budget,
             )
             .map_err(err)?;
+            (o.image, o.distance)
+        }
+        Refine::Nes(cfg) => {
+            let cfg = crate::nes::NesConfig {
+                seed,
+                ..cfg.clone()
+            };
+            let o = crate::nes::nes_attack_from(
+                original, &best.0, best.1, targets, ensemble, oracle, &cfg, budget,
+            )?;
             (o.image, o.distance)
         }
     };

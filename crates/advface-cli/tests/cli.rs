@@ -291,3 +291,54 @@ fn describe_budget_is_hard_and_the_cache_answers_without_queries() {
     );
     assert_eq!(stdout(&first), stdout(&second));
 }
+
+/// Issue 6: over HTTP the per-image budget is exact by the server's own counter, for the
+/// query attacks and for black-box acceptance.
+#[test]
+fn attack_over_http_stays_within_budget_by_the_servers_count() {
+    let server = start_server(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = repo().join("fixtures/demo");
+    let mut total = 0u64;
+    for (k, (method, budget)) in [("nes", 12u64), ("square", 9), ("fgvm", 7)]
+        .into_iter()
+        .enumerate()
+    {
+        let out = tmp.path().join(method);
+        let o = run(bin()
+            .args(["attack", "--pairs"])
+            .arg(demo.join("pairs_list.csv"))
+            .arg("--crops")
+            .arg(demo.join("crops"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--n", "1", "--method", method, "--oracle", &server.url])
+            .args(["--budget", &budget.to_string()])
+            .args(if method == "fgvm" {
+                &["--steps", "20"][..]
+            } else {
+                &[]
+            }));
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("records/pair_0000.json")).unwrap())
+                .unwrap();
+        let per: Vec<u64> = rec["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["queries"].as_u64().unwrap())
+            .collect();
+        assert_eq!(per.len(), 5);
+        assert!(per.iter().all(|&q| q <= budget), "{method}: {per:?}");
+        // Each query attack spends (nearly) all of it.
+        assert!(per.iter().all(|&q| q + 2 >= budget), "{method}: {per:?}");
+        total += per.iter().sum::<u64>();
+        let h = health(&server.url);
+        assert_eq!(
+            h["queries"].as_u64().unwrap(),
+            total,
+            "after run {k} ({method}): the server counted another number of queries"
+        );
+    }
+}

@@ -49,6 +49,12 @@ pub enum Method {
     /// Transfer from the students (Nesterov, mirrored, SSIM held at 0.96 to leave room),
     /// then the Square attack on the black box with the rest of the budget.
     Hybrid,
+    /// Queries guided by the students: gradient estimation on the black box from random
+    /// directions with the students' gradient as a prior (`--no-prior`: without it).
+    Nes,
+    /// Transfer from the students as `hybrid`, then the student-guided estimator (`nes`)
+    /// with the rest of the budget.
+    HybridNes,
 }
 
 impl Method {
@@ -66,6 +72,8 @@ impl Method {
             Method::Pixel => "pixel",
             Method::Square => "square",
             Method::Hybrid => "hybrid",
+            Method::Nes => "nes",
+            Method::HybridNes => "hybrid-nes",
         }
     }
 
@@ -135,6 +143,13 @@ pub struct Args {
     /// Pairs attacked in parallel (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Random directions per gradient estimate (`nes`, `hybrid-nes`), besides the prior.
+    #[arg(long, default_value_t = 6)]
+    pub directions: usize,
+    /// Estimate from random directions alone, without the students' gradient as the first
+    /// direction (`nes`, `hybrid-nes`; the baseline the prior is measured against).
+    #[arg(long)]
+    pub no_prior: bool,
     /// Seed of the random choices.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -206,8 +221,8 @@ pub fn method_config(method: Method, acceptance: Acceptance, args: &Args) -> Att
             ssim_penalty: 1.0,
             ..base
         },
-        Method::Pixel | Method::Square => AttackConfig { steps: 0, ..base },
-        Method::Hybrid => AttackConfig {
+        Method::Pixel | Method::Square | Method::Nes => AttackConfig { steps: 0, ..base },
+        Method::Hybrid | Method::HybridNes => AttackConfig {
             rule: StepRule::nesterov(),
             steps: 40,
             cycle_combinations: false,
@@ -268,7 +283,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .join(","),
             weight: 1.0,
         });
-    } else if !method.queries_only() {
+    } else if !method.queries_only() && !(method == Method::Nes && args.no_prior) {
         let students: Vec<String> = if matches!(method, Method::Fgsm | Method::FgsmTop) {
             // The organisers' baseline uses one student.
             args.students.iter().take(1).cloned().collect()
@@ -309,7 +324,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         });
         Some(e)
     };
-    if args.no_oracle && (method.queries_only() || method == Method::Hybrid) {
+    if args.no_oracle
+        && (method.queries_only()
+            || matches!(method, Method::Hybrid | Method::HybridNes | Method::Nes))
+    {
         bail!(
             "--method {} asks the black box: it cannot run with --no-oracle",
             method.name()
@@ -326,8 +344,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 ..Default::default()
             }))
         }
+        Method::Nes | Method::HybridNes => Some(Refine::Nes(advface_attacks::NesConfig {
+            directions: args.directions,
+            prior: !args.no_prior,
+            ssim_margin: args.ssim_margin,
+            ..Default::default()
+        })),
         _ => None,
     };
+    if (args.steps.is_some() || args.eps.is_some())
+        && matches!(method, Method::Pixel | Method::Square | Method::Nes)
+    {
+        bail!(
+            "--steps and --eps set the gradient stage, and --method {} has none (it only \
+             queries the black box); drop them or choose a method with a gradient stage",
+            method.name()
+        );
+    }
+    if (args.no_prior || args.directions != 6) && !matches!(method, Method::Nes | Method::HybridNes)
+    {
+        bail!("--no-prior and --directions are settings of --method nes and hybrid-nes");
+    }
     if refine.is_some() && args.oracle.budget.is_none() {
         bail!(
             "--method {} needs --budget B (queries per source image, targets included)",

@@ -103,6 +103,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         n: None,
         shard: None,
         threads: None,
+        directions: 6,
+        no_prior: false,
         seed: 0,
         oracle: oracle.clone(),
     })?;

@@ -1,0 +1,542 @@
+//! Gradient estimation from black-box queries, with the students' gradient as a prior
+//! (issue 6): the black box's answers correct the students' direction.
+//!
+//! Each iteration, at the current 8-bit image `x` whose black-box loss `f(x)` (mean L2
+//! distance to the targets) is known:
+//! 1. the prior: the ensemble's gradient of its own mean distance to the same targets
+//!    (no query);
+//! 2. `directions` random directions, Gaussian on a coarse grid (`tile x tile` pixel
+//!    blocks, as the bandit and Square attacks use: far fewer dimensions than pixels), the
+//!    prior first when there is one, made orthonormal (Gram-Schmidt);
+//! 3. one probe per direction, `x + probe * u` with the sign that does not lower SSIM,
+//!    passed through the SSIM guard and rounded to 8 bits, asked of the black box in one
+//!    call: each answer measures the directional derivative `<g, d_k> ~ f(x_k) - f(x)` along
+//!    the probe's real displacement `d_k` (after rounding and guard);
+//! 4. the estimate: the least-squares `g` in the span of the `d_k` that fits those
+//!    measurements, i.e. the black box's gradient projected onto the probed subspace
+//!    (with exact measurements never an ascent direction, whatever the prior's quality:
+//!    a wrong prior costs one query, it does not mislead);
+//! 5. a step of `step` grey levels (root mean square per pixel) down that estimate, through
+//!    the guard, asked of the black box: the best of it and the probes is kept if it beats
+//!    `f(x)`; the step grows by 1.25 after a success and halves (down to 1/8, then back)
+//!    after a failure.
+//!
+//! The query budget is exact: every image asked is one query of the per-source budget, and
+//! no call asks for more images than are left. Every image asked or kept holds the SSIM
+//! limit plus the margin (the guard), as in the other attacks.
+
+use advface_core::{Descriptor, Oracle, PixelBatch, RgbImage, SSIM_LIMIT};
+use serde::{Deserialize, Serialize};
+
+use crate::ensemble::Ensemble;
+use crate::guard::SsimGuard;
+use crate::iterative::mean_distance;
+use crate::rng::Rng;
+use crate::AttackError;
+
+/// Settings of [`nes_attack_from`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NesConfig {
+    /// Random directions per estimate, besides the prior (default 6).
+    pub directions: usize,
+    /// Use the students' gradient as the first direction (default `true`; `false` is plain
+    /// random-direction estimation, the baseline the prior is measured against).
+    pub prior: bool,
+    /// Side of the blocks the random directions are constant over, pixels (default 8: a
+    /// 14 x 14 x 3 grid at 112 px).
+    pub tile: usize,
+    /// Probe length, root mean square grey levels per pixel (default 2).
+    pub probe: f32,
+    /// Initial step, root mean square grey levels per pixel (default 2).
+    pub step: f32,
+    /// The protocol's SSIM limit (0.95).
+    pub ssim_limit: f64,
+    /// Safety margin above the limit that every image asked or kept holds (0.002).
+    pub ssim_margin: f64,
+    /// Seed of the random directions.
+    pub seed: u64,
+}
+
+impl Default for NesConfig {
+    fn default() -> Self {
+        Self {
+            directions: 6,
+            prior: true,
+            tile: 8,
+            probe: 2.0,
+            step: 2.0,
+            ssim_limit: SSIM_LIMIT,
+            ssim_margin: 0.002,
+            seed: 0,
+        }
+    }
+}
+
+/// What [`nes_attack_from`] returns.
+#[derive(Debug, Clone)]
+pub struct NesOutcome {
+    /// The best image the black box saw (the start image when nothing improved).
+    pub image: RgbImage,
+    /// Its mean L2 distance to the targets, as the black box answered.
+    pub distance: f64,
+    /// The start image's.
+    pub start_distance: f64,
+    /// SSIM of `image` against the original.
+    pub ssim: f64,
+    /// Queries made; never more than the budget.
+    pub queries: u64,
+    /// Iterations (estimates) made.
+    pub iterations: u64,
+    /// Iterations whose step or a probe improved the loss.
+    pub improved: u64,
+    /// Mean over iterations of the share of the estimate's squared norm that lies along the
+    /// prior (how much the black box agreed with the students); `None` without a prior.
+    pub prior_share: Option<f64>,
+}
+
+/// Student-guided gradient estimation from a start image whose black-box distance
+/// `start_distance` is known (no query spent on it); `budget` queries at most.
+///
+/// `original` is the protocol's crop (the SSIM reference), `start` an image holding the
+/// limit (the original, or a transfer attack's result), `ensemble` the students (required
+/// when `cfg.prior`).
+///
+/// # Errors
+/// [`AttackError::BadInput`] for inputs that do not fit (sizes, descriptor lengths, a start
+/// below the limit, a prior without students), and the oracle's and models' errors.
+#[allow(clippy::too_many_arguments)]
+pub fn nes_attack_from(
+    original: &RgbImage,
+    start: &RgbImage,
+    start_distance: f64,
+    targets: &[Descriptor],
+    ensemble: Option<&Ensemble>,
+    oracle: &dyn Oracle,
+    cfg: &NesConfig,
+    budget: u64,
+) -> Result<NesOutcome, AttackError> {
+    check(original, start, targets, ensemble, cfg)?;
+    let (w, h) = (original.width() as usize, original.height() as usize);
+    let plane = 3 * w * h;
+    let guard = SsimGuard::new(original, cfg.ssim_limit + cfg.ssim_margin)?;
+    let start_ssim = guard.ssim(start)?;
+    if start_ssim < guard.limit() {
+        return Err(AttackError::BadInput(format!(
+            "the start image has SSIM {start_ssim:.5}, below the limit {:.4} it must hold",
+            guard.limit()
+        )));
+    }
+    let mut rng = Rng::new(cfg.seed);
+    let mut x = start.to_chw_f32();
+    let mut image = start.clone();
+    let mut fx = start_distance;
+    let mut ssim = start_ssim;
+    let mut used = 0u64;
+    let (mut iterations, mut improved) = (0u64, 0u64);
+    let mut share_sum = 0f64;
+    let base_step = cfg.step / 255.0 * (plane as f32).sqrt();
+    let probe_len = cfg.probe / 255.0 * (plane as f32).sqrt();
+    let mut scale = 1f32;
+    let ask = |images: &[RgbImage], used: &mut u64| -> Result<Vec<f64>, AttackError> {
+        let n = (images.len() as u64).min(budget - *used) as usize;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let answers = oracle.describe(&images[..n])?;
+        *used += n as u64;
+        if answers.len() != n {
+            return Err(AttackError::BadInput(format!(
+                "oracle '{}' answered {} descriptors for {n} images",
+                oracle.name(),
+                answers.len()
+            )));
+        }
+        answers
+            .iter()
+            .map(|d| {
+                if d.len() != targets[0].len() {
+                    Err(AttackError::BadInput(format!(
+                        "oracle '{}' answered {} values, the targets have {}",
+                        oracle.name(),
+                        d.len(),
+                        targets[0].len()
+                    )))
+                } else {
+                    Ok(mean_distance(d, targets))
+                }
+            })
+            .collect()
+    };
+    // At least one probe and the step: an estimate needs two queries.
+    while budget - used >= 2 {
+        iterations += 1;
+        // 1-2. Directions.
+        let mut dirs: Vec<Vec<f32>> = Vec::with_capacity(cfg.directions + 1);
+        if cfg.prior {
+            let e = ensemble.expect("checked: a prior needs students");
+            let n = targets.len();
+            let mut input = Vec::with_capacity(n * plane);
+            for _ in 0..n {
+                input.extend_from_slice(&x);
+            }
+            let batch = PixelBatch::new(n, h, w, input)
+                .map_err(|e| AttackError::BadInput(e.to_string()))?;
+            let lg = e.loss_and_grad(&batch, targets, &mut rng)?;
+            let mut g = vec![0f32; plane];
+            for item in lg.grad.chunks(plane) {
+                for (a, b) in g.iter_mut().zip(item) {
+                    *a += b;
+                }
+            }
+            // descend: the direction of steepest decrease of the students' loss
+            dirs.push(g.into_iter().map(|v| -v).collect());
+        }
+        for _ in 0..cfg.directions {
+            dirs.push(tiled_noise(w, h, cfg.tile.max(1), &mut rng));
+        }
+        let basis = orthonormal(dirs);
+        if basis.is_empty() {
+            break;
+        }
+        // 3. Probes, each on the side that does not lower SSIM.
+        let (_, sg) = guard.ssim_and_grad(&x)?;
+        let room = (budget - used - 1) as usize;
+        let mut probes = Vec::with_capacity(basis.len().min(room));
+        let mut probe_x = Vec::with_capacity(basis.len().min(room));
+        for u in basis.iter().take(room) {
+            let ds: f64 = sg
+                .iter()
+                .enumerate()
+                .map(|(j, v)| v * f64::from(u[(j % 3) * w * h + j / 3]))
+                .sum();
+            let sign = if ds < 0.0 { -1.0 } else { 1.0 };
+            let cand: Vec<f32> = x
+                .iter()
+                .zip(u)
+                .map(|(a, b)| a + sign * probe_len * b)
+                .collect();
+            let g = guard.enforce(&x, cand)?;
+            if g.image != image {
+                probes.push(g.image);
+                probe_x.push((g.x, g.ssim));
+            }
+        }
+        if probes.is_empty() {
+            break;
+        }
+        let f = ask(&probes, &mut used)?;
+        // 4. Least squares on the real displacements.
+        let cur = image.to_chw_f32();
+        let disp: Vec<Vec<f32>> = probes
+            .iter()
+            .take(f.len())
+            .map(|p| {
+                p.to_chw_f32()
+                    .iter()
+                    .zip(&cur)
+                    .map(|(a, b)| a - b)
+                    .collect()
+            })
+            .collect();
+        let m: Vec<f64> = f.iter().map(|v| v - fx).collect();
+        let est = least_squares_in_span(&disp, &m);
+        if cfg.prior {
+            let norm2: f64 = est.iter().map(|v| f64::from(*v).powi(2)).sum();
+            if norm2 > 0.0 {
+                let along: f64 = est
+                    .iter()
+                    .zip(&basis[0])
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                share_sum += along * along / norm2;
+            }
+        }
+        // 5. The step, and the best of it and the probes.
+        let mut best: Option<(usize, f64)> = f
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v < fx)
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, v)| (i, *v));
+        let mut stepped = None;
+        let rms = (est.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>()).sqrt() as f32;
+        if rms > 0.0 && budget > used {
+            let k = scale * base_step / rms;
+            let cand: Vec<f32> = x.iter().zip(&est).map(|(a, g)| a - k * g).collect();
+            let g = guard.enforce(&x, cand)?;
+            if g.image != image {
+                let fs = ask(std::slice::from_ref(&g.image), &mut used)?;
+                if let Some(&fs) = fs.first() {
+                    if fs < fx && best.is_none_or(|b| fs < b.1) {
+                        best = None;
+                        stepped = Some((g, fs));
+                    }
+                }
+            }
+        }
+        if let Some((g, fs)) = stepped {
+            x = g.x;
+            ssim = g.ssim;
+            image = g.image;
+            fx = fs;
+            improved += 1;
+            scale = (scale * 1.25).min(4.0);
+        } else if let Some((i, fi)) = best {
+            let (px, ps) = probe_x.swap_remove(i);
+            x = px;
+            ssim = ps;
+            image = probes.swap_remove(i);
+            fx = fi;
+            improved += 1;
+            scale *= 0.5;
+        } else {
+            scale *= 0.5;
+        }
+        if scale < 1.0 / 8.0 {
+            scale = 1.0;
+        }
+    }
+    Ok(NesOutcome {
+        image,
+        distance: fx,
+        start_distance,
+        ssim,
+        queries: used,
+        iterations,
+        improved,
+        prior_share: (cfg.prior && iterations > 0).then(|| share_sum / iterations as f64),
+    })
+}
+
+fn check(
+    original: &RgbImage,
+    start: &RgbImage,
+    targets: &[Descriptor],
+    ensemble: Option<&Ensemble>,
+    cfg: &NesConfig,
+) -> Result<(), AttackError> {
+    if (start.width(), start.height()) != (original.width(), original.height()) {
+        return Err(AttackError::BadInput(format!(
+            "start image is {}x{} but the original is {}x{}",
+            start.width(),
+            start.height(),
+            original.width(),
+            original.height()
+        )));
+    }
+    let Some(first) = targets.first() else {
+        return Err(AttackError::BadInput("no target descriptors".into()));
+    };
+    if targets.iter().any(|t| t.len() != first.len()) || first.is_empty() {
+        return Err(AttackError::BadInput(
+            "target descriptors are empty or of different lengths".into(),
+        ));
+    }
+    if cfg.directions == 0 && !cfg.prior {
+        return Err(AttackError::BadInput(
+            "the estimator needs at least one direction: a prior or --directions > 0".into(),
+        ));
+    }
+    if !(cfg.probe > 0.0 && cfg.probe.is_finite() && cfg.step > 0.0 && cfg.step.is_finite()) {
+        return Err(AttackError::BadInput(format!(
+            "probe and step must be positive grey levels, got {} and {}",
+            cfg.probe, cfg.step
+        )));
+    }
+    if cfg.prior {
+        let Some(e) = ensemble else {
+            return Err(AttackError::BadInput(
+                "the students' prior needs students (or turn the prior off)".into(),
+            ));
+        };
+        if e.descriptor_len() != first.len() {
+            return Err(AttackError::BadInput(format!(
+                "descriptor length mismatch: the students ({}) give {}, the targets have {}",
+                e.names().join(", "),
+                e.descriptor_len(),
+                first.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Gaussian noise constant over `tile x tile` blocks, CHW, `[3, h, w]`.
+fn tiled_noise(w: usize, h: usize, tile: usize, rng: &mut Rng) -> Vec<f32> {
+    let (gw, gh) = (w.div_ceil(tile), h.div_ceil(tile));
+    let grid: Vec<f32> = (0..3 * gw * gh).map(|_| gaussian(rng)).collect();
+    let mut out = vec![0f32; 3 * w * h];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                out[c * w * h + y * w + x] = grid[c * gw * gh + (y / tile) * gw + x / tile];
+            }
+        }
+    }
+    out
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(rng: &mut Rng) -> f32 {
+    let u1 = rng.uniform().max(f64::MIN_POSITIVE);
+    let u2 = rng.uniform();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// Gram-Schmidt (twice, for stability) in the given order; vectors that are (numerically)
+/// in the span of the earlier ones are dropped.
+fn orthonormal(vs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(vs.len());
+    for v in vs {
+        let mut v: Vec<f64> = v.into_iter().map(f64::from).collect();
+        let n0 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if !(n0 > 0.0 && n0.is_finite()) {
+            continue;
+        }
+        for _ in 0..2 {
+            for u in &out {
+                let dot: f64 = v.iter().zip(u).map(|(a, b)| a * f64::from(*b)).sum();
+                for (a, b) in v.iter_mut().zip(u) {
+                    *a -= dot * f64::from(*b);
+                }
+            }
+        }
+        let n = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if n > 1e-6 * n0 {
+            out.push(v.into_iter().map(|a| (a / n) as f32).collect());
+        }
+    }
+    out
+}
+
+/// The minimum-norm `g` in the span of the rows `d` with `<g, d_k> = m_k` (least squares
+/// when the rows are dependent): `g = D^T (D D^T + r I)^-1 m`, with a tiny ridge `r`.
+fn least_squares_in_span(d: &[Vec<f32>], m: &[f64]) -> Vec<f32> {
+    let q = d.len().min(m.len());
+    if q == 0 {
+        return Vec::new();
+    }
+    let len = d[0].len();
+    let mut gram = vec![0f64; q * q];
+    for i in 0..q {
+        for j in 0..=i {
+            let v: f64 = d[i]
+                .iter()
+                .zip(&d[j])
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            gram[i * q + j] = v;
+            gram[j * q + i] = v;
+        }
+    }
+    let trace: f64 = (0..q).map(|i| gram[i * q + i]).sum();
+    let ridge = 1e-9 * trace.max(f64::MIN_POSITIVE) / q as f64;
+    for i in 0..q {
+        gram[i * q + i] += ridge;
+    }
+    let alpha = solve_spd(gram, m[..q].to_vec(), q);
+    let mut g = vec![0f32; len];
+    for (row, a) in d.iter().zip(&alpha) {
+        for (gv, dv) in g.iter_mut().zip(row) {
+            *gv += (a * f64::from(*dv)) as f32;
+        }
+    }
+    g
+}
+
+/// Solves `a x = b` for a symmetric positive definite `q x q` matrix (Cholesky).
+fn solve_spd(mut a: Vec<f64>, mut b: Vec<f64>, q: usize) -> Vec<f64> {
+    for j in 0..q {
+        let mut s = a[j * q + j];
+        for k in 0..j {
+            s -= a[j * q + k] * a[j * q + k];
+        }
+        let d = s.max(f64::MIN_POSITIVE).sqrt();
+        a[j * q + j] = d;
+        for i in j + 1..q {
+            let mut s = a[i * q + j];
+            for k in 0..j {
+                s -= a[i * q + k] * a[j * q + k];
+            }
+            a[i * q + j] = s / d;
+        }
+    }
+    for i in 0..q {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= a[i * q + k] * b[k];
+        }
+        b[i] = s / a[i * q + i];
+    }
+    for i in (0..q).rev() {
+        let mut s = b[i];
+        for k in i + 1..q {
+            s -= a[k * q + i] * b[k];
+        }
+        b[i] = s / a[i * q + i];
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_squares_recovers_the_projection_of_a_linear_gradient() {
+        let mut rng = Rng::new(3);
+        let n = 50;
+        let g: Vec<f32> = (0..n).map(|_| gaussian(&mut rng)).collect();
+        // 5 non-orthogonal directions: the estimate is g projected onto their span
+        let d: Vec<Vec<f32>> = (0..5)
+            .map(|_| (0..n).map(|_| gaussian(&mut rng)).collect())
+            .collect();
+        let m: Vec<f64> = d
+            .iter()
+            .map(|r| r.iter().zip(&g).map(|(a, b)| f64::from(a * b)).sum())
+            .collect();
+        let est = least_squares_in_span(&d, &m);
+        // it reproduces every measurement ...
+        for (r, mk) in d.iter().zip(&m) {
+            let v: f64 = r.iter().zip(&est).map(|(a, b)| f64::from(a * b)).sum();
+            assert!((v - mk).abs() < 1e-4 * mk.abs().max(1.0), "{v} vs {mk}");
+        }
+        // ... and the residual g - est is orthogonal to the span
+        let basis = orthonormal(d.clone());
+        assert_eq!(basis.len(), 5);
+        for u in &basis {
+            let r: f64 = u
+                .iter()
+                .zip(g.iter().zip(&est))
+                .map(|(a, (b, c))| f64::from(*a) * f64::from(b - c))
+                .sum();
+            assert!(r.abs() < 1e-4, "{r}");
+        }
+        // a projection is never an ascent direction
+        let dot: f64 = g.iter().zip(&est).map(|(a, b)| f64::from(a * b)).sum();
+        assert!(dot > 0.0);
+    }
+
+    #[test]
+    fn orthonormal_drops_dependent_vectors() {
+        let a = vec![1.0, 0.0, 0.0];
+        let b = vec![2.0, 0.0, 0.0];
+        let c = vec![1.0, 1.0, 0.0];
+        let o = orthonormal(vec![a, b, c, vec![0.0; 3]]);
+        assert_eq!(o.len(), 2);
+        assert!((o[1][1] - 1.0).abs() < 1e-6 && o[1][0].abs() < 1e-6);
+    }
+
+    #[test]
+    fn tiled_noise_is_constant_on_blocks() {
+        let mut rng = Rng::new(1);
+        let v = tiled_noise(10, 6, 4, &mut rng);
+        assert_eq!(v.len(), 180);
+        // pixels (0,0) and (3,3) share a block, (4,0) does not
+        assert_eq!(v[0], v[3 * 10 + 3]);
+        assert_ne!(v[0], v[4]);
+        let mean = v.iter().sum::<f32>() / 180.0;
+        assert!(mean.abs() < 1.0);
+    }
+}

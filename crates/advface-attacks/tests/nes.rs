@@ -1,0 +1,215 @@
+//! The student-guided estimator on a fake linear black box: exact budget, SSIM on every
+//! image asked, the prior helps when it is right and does not mislead when it is wrong.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use advface_attacks::{nes_attack_from, Ensemble, Member, NesConfig};
+use advface_core::{
+    Descriptor, Differentiable, Embedder, Oracle, OracleError, PixelBatch, QueryStats, RgbImage,
+    SSIM_LIMIT,
+};
+use advface_oracle::LocalOracle;
+use common::{face, Linear};
+
+const S: u32 = 32;
+
+/// Counts every image asked and records the lowest SSIM among them.
+struct Watch {
+    inner: LocalOracle,
+    original: RgbImage,
+    log: Mutex<(u64, f64, Vec<usize>)>,
+}
+
+impl Oracle for Watch {
+    fn name(&self) -> String {
+        "watched".into()
+    }
+    fn descriptor_len(&self) -> Option<usize> {
+        self.inner.descriptor_len()
+    }
+    fn describe(&self, images: &[RgbImage]) -> Result<Vec<Descriptor>, OracleError> {
+        let mut log = self.log.lock().unwrap();
+        log.0 += images.len() as u64;
+        log.2.push(images.len());
+        for im in images {
+            let s = advface_image::ssim(&self.original, im).unwrap().mean;
+            log.1 = log.1.min(s);
+        }
+        drop(log);
+        self.inner.describe(images)
+    }
+    fn stats(&self) -> QueryStats {
+        self.inner.stats()
+    }
+}
+
+fn watch(model: &Arc<Linear>, original: &RgbImage) -> Watch {
+    let m: Arc<dyn Embedder> = model.clone();
+    Watch {
+        inner: LocalOracle::new(m),
+        original: original.clone(),
+        log: Mutex::new((0, 1.0, Vec::new())),
+    }
+}
+
+fn ensemble(model: &Arc<Linear>) -> Ensemble {
+    let m: Arc<dyn Differentiable> = model.clone();
+    Ensemble::new(vec![Member {
+        model: m,
+        weight: 1.0,
+    }])
+    .unwrap()
+}
+
+fn setup(black_box: &Arc<Linear>) -> (RgbImage, Vec<Descriptor>, f64) {
+    let source = face(S, 3);
+    let target_images: Vec<_> = (10..15).map(|i| face(S, i)).collect();
+    let targets = black_box
+        .embed(&PixelBatch::from_images(&target_images).unwrap())
+        .unwrap();
+    let d = black_box
+        .embed(&PixelBatch::from_images(std::slice::from_ref(&source)).unwrap())
+        .unwrap();
+    let start = advface_attacks::iterative::mean_distance(&d[0], &targets);
+    (source, targets, start)
+}
+
+fn run(
+    black_box: &Arc<Linear>,
+    student: Option<&Arc<Linear>>,
+    budget: u64,
+    seed: u64,
+) -> (advface_attacks::NesOutcome, u64, f64, Vec<usize>) {
+    let (source, targets, start) = setup(black_box);
+    let oracle = watch(black_box, &source);
+    let e = student.map(ensemble);
+    let cfg = NesConfig {
+        prior: student.is_some(),
+        seed,
+        ..NesConfig::default()
+    };
+    let out = nes_attack_from(
+        &source,
+        &source,
+        start,
+        &targets,
+        e.as_ref(),
+        &oracle,
+        &cfg,
+        budget,
+    )
+    .unwrap();
+    let log = oracle.log.lock().unwrap().clone();
+    (out, log.0, log.1, log.2)
+}
+
+#[test]
+fn the_budget_is_exact_and_every_image_asked_holds_the_limit() {
+    let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
+    for budget in [0u64, 1, 2, 3, 7, 8, 50, 201] {
+        for student in [None, Some(&bb)] {
+            let (out, asked, min_ssim, calls) = run(&bb, student, budget, budget);
+            assert_eq!(asked, out.queries, "budget {budget}");
+            assert!(asked <= budget, "budget {budget}: asked {asked}");
+            // one estimate needs 2 queries; after that the budget is spent to the last one
+            // or two
+            if budget >= 2 {
+                assert!(asked + 2 >= budget, "budget {budget}: asked only {asked}");
+            }
+            assert!(
+                min_ssim >= SSIM_LIMIT + 0.002 - 1e-12,
+                "budget {budget}: asked an image at SSIM {min_ssim}"
+            );
+            assert!(out.ssim >= SSIM_LIMIT + 0.002 - 1e-12);
+            // probes go in one call: at most directions + 1 images per call
+            assert!(calls.iter().all(|&c| c <= 7), "{calls:?}");
+            let (source, targets, _) = setup(&bb);
+            let _ = source;
+            let d = bb
+                .embed(&PixelBatch::from_images(std::slice::from_ref(&out.image)).unwrap())
+                .unwrap();
+            let real = advface_attacks::iterative::mean_distance(&d[0], &targets);
+            assert!(
+                (real - out.distance).abs() < 1e-6,
+                "{real} vs {}",
+                out.distance
+            );
+            assert!(out.distance <= out.start_distance);
+        }
+    }
+}
+
+#[test]
+fn a_right_prior_beats_random_directions_and_a_wrong_one_does_not_mislead() {
+    let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
+    let wrong = Arc::new(Linear::new(16, (3 * S * S) as usize, 99));
+    // Small enough that neither reaches the floor (the linear box has 16 outputs over
+    // 3,072 pixels: the mean target is reachable within the SSIM limit).
+    let budget = 32;
+    let mut gains = [0f64; 3];
+    let mut shares = [0f64; 3];
+    for seed in 0..3 {
+        for (k, student) in [Some(&bb), None, Some(&wrong)].into_iter().enumerate() {
+            let (out, ..) = run(&bb, student, budget, seed);
+            gains[k] += out.start_distance - out.distance;
+            shares[k] += out.prior_share.unwrap_or(0.0);
+        }
+    }
+    let [right, random, wrong_prior] = gains;
+    assert!(
+        random > 0.0,
+        "random directions alone make progress: {gains:?}"
+    );
+    assert!(
+        right > 1.5 * random,
+        "the black box's own gradient as the prior must help a lot: {gains:?}"
+    );
+    // A wrong prior wastes one probe per estimate: it may cost a little, never much.
+    assert!(wrong_prior > 0.6 * random, "{gains:?}");
+    // The black box agrees with the right prior, not with the wrong one.
+    assert!(shares[0] > 0.8 * 3.0, "{shares:?}");
+    assert!(shares[2] < shares[0] * 0.5, "{shares:?}");
+}
+
+#[test]
+fn bad_settings_and_inputs_are_refused() {
+    let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
+    let (source, targets, start) = setup(&bb);
+    let oracle = watch(&bb, &source);
+    // a prior without students
+    let e = nes_attack_from(
+        &source,
+        &source,
+        start,
+        &targets,
+        None,
+        &oracle,
+        &NesConfig::default(),
+        10,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("students"), "{e}");
+    // no direction at all
+    let cfg = NesConfig {
+        prior: false,
+        directions: 0,
+        ..NesConfig::default()
+    };
+    let e =
+        nes_attack_from(&source, &source, start, &targets, None, &oracle, &cfg, 10).unwrap_err();
+    assert!(e.to_string().contains("direction"), "{e}");
+    // a start below the limit
+    let mut bad = source.clone();
+    for v in bad.as_bytes_mut() {
+        *v = 255 - *v;
+    }
+    let cfg = NesConfig {
+        prior: false,
+        ..NesConfig::default()
+    };
+    let e = nes_attack_from(&source, &bad, start, &targets, None, &oracle, &cfg, 10).unwrap_err();
+    assert!(e.to_string().contains("below the limit"), "{e}");
+    assert_eq!(oracle.log.lock().unwrap().0, 0, "nothing asked");
+}
