@@ -119,6 +119,22 @@ impl Ensemble {
         targets: &[Descriptor],
         rng: &mut Rng,
     ) -> Result<LossAndGrad, AttackError> {
+        let sets: Vec<&[Descriptor]> = targets.iter().map(std::slice::from_ref).collect();
+        self.loss_and_grad_sets(x, &sets, rng)
+    }
+
+    /// As [`Ensemble::loss_and_grad`] with a set of targets per item: an item's loss is its
+    /// mean distance to every target of its set (the MCS2018 objective of one image, in one
+    /// forward and backward pass however many targets).
+    ///
+    /// # Shapes
+    /// `x`: `[n, 3, h, w]` in `[0, 1]`; `targets`: `n` non-empty sets.
+    pub fn loss_and_grad_sets(
+        &self,
+        x: &PixelBatch,
+        targets: &[&[Descriptor]],
+        rng: &mut Rng,
+    ) -> Result<LossAndGrad, AttackError> {
         let [n, _, h, w] = x.shape();
         if targets.len() != n {
             return Err(AttackError::BadInput(format!(
@@ -126,8 +142,15 @@ impl Ensemble {
                 targets.len()
             )));
         }
+        if targets.iter().any(|t| t.is_empty()) {
+            return Err(AttackError::BadInput("an empty set of targets".into()));
+        }
         let len = self.descriptor_len();
-        if let Some(t) = targets.iter().find(|t| t.len() != len) {
+        if let Some(t) = targets
+            .iter()
+            .flat_map(|s| s.iter())
+            .find(|t| t.len() != len)
+        {
             return Err(AttackError::BadInput(format!(
                 "descriptor length mismatch: the ensemble ({}) gives {len}, a target has {} \
                  (a student trained on another black box?)",
@@ -162,16 +185,20 @@ impl Ensemble {
                 .descriptors_and_vjp(&batch, &mut |ds: &[Descriptor]| {
                     let mut cot = Vec::with_capacity(ds.len() * len);
                     for (k, d) in ds.iter().enumerate() {
-                        let t = &targets[k % n];
-                        let dist = d.l2(t);
-                        dists[k] = dist;
-                        let inv = if dist > 0.0 { 1.0 / dist as f32 } else { 0.0 };
-                        cot.extend(
-                            d.as_slice()
-                                .iter()
-                                .zip(t.as_slice())
-                                .map(|(a, b)| (a - b) * inv * m.weight / views as f32),
-                        );
+                        let set = targets[k % n];
+                        let scale = m.weight / (views * set.len()) as f32;
+                        let mut c = vec![0f32; len];
+                        let mut sum = 0f64;
+                        for t in set {
+                            let dist = d.l2(t);
+                            sum += dist;
+                            let inv = if dist > 0.0 { 1.0 / dist as f32 } else { 0.0 };
+                            for ((cv, a), b) in c.iter_mut().zip(d.as_slice()).zip(t.as_slice()) {
+                                *cv += (a - b) * inv * scale;
+                            }
+                        }
+                        dists[k] = sum / set.len() as f64;
+                        cot.extend(c);
                     }
                     cot
                 })?;

@@ -175,22 +175,11 @@ pub fn nes_attack_from(
         let mut dirs: Vec<Vec<f32>> = Vec::with_capacity(cfg.directions + 1);
         if cfg.prior {
             let e = ensemble.expect("checked: a prior needs students");
-            let n = targets.len();
-            let mut input = Vec::with_capacity(n * plane);
-            for _ in 0..n {
-                input.extend_from_slice(&x);
-            }
-            let batch = PixelBatch::new(n, h, w, input)
+            let batch = PixelBatch::new(1, h, w, x.clone())
                 .map_err(|e| AttackError::BadInput(e.to_string()))?;
-            let lg = e.loss_and_grad(&batch, targets, &mut rng)?;
-            let mut g = vec![0f32; plane];
-            for item in lg.grad.chunks(plane) {
-                for (a, b) in g.iter_mut().zip(item) {
-                    *a += b;
-                }
-            }
+            let lg = e.loss_and_grad_sets(&batch, &[targets], &mut rng)?;
             // descend: the direction of steepest decrease of the students' loss
-            dirs.push(g.into_iter().map(|v| -v).collect());
+            dirs.push(lg.grad.into_iter().map(|v| -v).collect());
         }
         for _ in 0..cfg.directions {
             dirs.push(tiled_noise(w, h, cfg.tile.max(1), &mut rng));

@@ -225,3 +225,31 @@ fn guard_never_lets_a_random_walk_below_the_limit() {
         x = g.x;
     }
 }
+
+#[test]
+fn a_set_of_targets_is_the_mean_of_its_members() {
+    let (model, sources, targets) = setup();
+    let mut e = ensemble(&model);
+    e.mirror = true;
+    let one = PixelBatch::from_images(&sources[..1]).unwrap();
+    let five = PixelBatch::from_images(&vec![sources[0].clone(); 5]).unwrap();
+    let mut rng = advface_attacks::rng::Rng::new(1);
+    let set = e.loss_and_grad_sets(&one, &[&targets], &mut rng).unwrap();
+    let each = e.loss_and_grad(&five, &targets, &mut rng).unwrap();
+    let mean_loss = each.loss.iter().sum::<f64>() / 5.0;
+    assert!(
+        (set.loss[0] - mean_loss).abs() < 1e-6,
+        "{} vs {mean_loss}",
+        set.loss[0]
+    );
+    let plane = set.grad.len();
+    for j in 0..plane {
+        let m: f32 = (0..5).map(|k| each.grad[k * plane + j]).sum::<f32>() / 5.0;
+        assert!(
+            (set.grad[j] - m).abs() < 1e-5 * (1.0 + m.abs()),
+            "{j}: {} vs {m}",
+            set.grad[j]
+        );
+    }
+    assert!(e.loss_and_grad_sets(&one, &[&[]], &mut rng).is_err());
+}

@@ -39,6 +39,8 @@ enum Command {
     Attack(cmd::attack::Args),
     /// Score a folder of adversarial images afresh: SSIM, black-box distances, match rate.
     Score(cmd::score::Args),
+    /// Score against queries per image from scored runs: a CSV table and a PNG chart.
+    Curves(cmd::curves::Args),
     /// The main job on the embedded defaults: attack the committed demo pairs with the
     /// shipped student and the bundled black box, score, and draw side-by-side pictures.
     Demo(cmd::demo::Args),
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Attack(a) => cmd::attack::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Curves(a) => cmd::curves::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };
     match result {

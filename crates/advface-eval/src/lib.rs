@@ -3,6 +3,8 @@
 //! the mean over pairs. Lower is better. The match rate is the share of all combinations
 //! closer than the same-person threshold (0.6 for face-api.js).
 
+pub mod curves;
+pub mod plot;
 pub mod run;
 
 use advface_core::{Descriptor, MATCH_THRESHOLD};

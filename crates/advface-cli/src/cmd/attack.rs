@@ -19,8 +19,8 @@ use super::blackbox::{load_differentiable, open_oracle, OracleArgs};
 /// Attack methods: parts of one iterative loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
-    /// The strongest method measured for the budget given (BENCHMARKS.md): `hybrid` under
-    /// a budget, `nesterov` in pure transfer, `fgvm` with acceptance when queries are
+    /// The strongest method measured for the budget given (BENCHMARKS.md): `hybrid-nes`
+    /// under a budget, `nesterov` in pure transfer, `fgvm` with acceptance when queries are
     /// unlimited.
     Auto,
     /// The organisers' baseline: 1e-2 sign steps on one student towards the mean target,
@@ -258,7 +258,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let selected = select_pairs(pairs.len(), args.n, args.shard.unwrap_or((0, 1)));
     let method = match args.method {
         Method::Auto if args.no_oracle => Method::Nesterov,
-        Method::Auto if args.oracle.budget.is_some() => Method::Hybrid,
+        Method::Auto if args.oracle.budget.is_some() => Method::HybridNes,
         Method::Auto => Method::Fgvm,
         m => m,
     };

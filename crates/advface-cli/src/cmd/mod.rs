@@ -1,6 +1,7 @@
 pub mod attack;
 pub mod bench;
 pub mod blackbox;
+pub mod curves;
 pub mod demo;
 pub mod describe;
 pub mod distill;
