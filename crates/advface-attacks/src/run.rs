@@ -59,6 +59,10 @@ pub struct RefineOutcome {
     pub end: Option<f64>,
     /// Queries the stage made.
     pub queries: u64,
+    /// The student-guided estimator only: mean share of its gradient estimates that lay
+    /// along the students' gradient (how far the black box agreed with the students).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_share: Option<f64>,
 }
 
 /// The resolved configuration of a run, written to `config.json`.
@@ -467,11 +471,13 @@ fn refine_one(
                 start: None,
                 end: None,
                 queries: 0,
+                prior_share: None,
             },
         ));
     }
     let budget = oracle.remaining();
     let err = |e: advface_search::SearchError| AttackError::BadInput(e.to_string());
+    let mut prior_share = None;
     let (image, end) = match refine {
         Refine::Pixel(cfg) => {
             let cfg = advface_search::PixelAttackConfig {
@@ -503,6 +509,7 @@ fn refine_one(
             let o = crate::nes::nes_attack_from(
                 original, &best.0, best.1, targets, ensemble, oracle, &cfg, budget,
             )?;
+            prior_share = o.prior_share;
             (o.image, o.distance)
         }
     };
@@ -512,6 +519,7 @@ fn refine_one(
             start: Some(best.1),
             end: Some(end),
             queries: oracle.used() - used_before,
+            prior_share,
         },
     ))
 }

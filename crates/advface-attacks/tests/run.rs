@@ -281,3 +281,49 @@ fn the_query_stage_spends_the_rest_of_each_budget_and_never_more() {
         assert_eq!(total, s.oracle.stats().queries - before);
     }
 }
+
+#[test]
+fn the_estimator_stage_needs_students_for_its_prior_and_records_their_share() {
+    let mut s = setup(Some(16));
+    s.config.attack.steps = 0;
+    s.config.attack.acceptance = Acceptance::None;
+    s.config.refine = Some(advface_attacks::Refine::Nes(Default::default()));
+    let e = run_pairs(
+        &s.pairs,
+        &[0],
+        &s.paths,
+        None,
+        s.oracle.clone(),
+        &s.config,
+        1,
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("prior"), "{e}");
+    let before = s.oracle.stats().queries;
+    let report = run_pairs(
+        &s.pairs,
+        &[0],
+        &s.paths,
+        Some(&s.ensemble),
+        s.oracle.clone(),
+        &s.config,
+        1,
+        &|_| {},
+    )
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let rec = read_record(&s.paths.out, 0).unwrap();
+    let mut total = 0;
+    for (o, r) in rec.outcomes.iter().zip(&rec.refined) {
+        assert!(o.queries <= 16 && o.queries + 2 >= 16, "{o:?}");
+        assert!(o.ssim >= SSIM_LIMIT);
+        assert!(r.end.unwrap() <= r.start.unwrap());
+        let share = r
+            .prior_share
+            .expect("the estimator records the prior's share");
+        assert!((0.0..=1.0 + 1e-9).contains(&share), "{share}");
+        total += o.queries;
+    }
+    assert_eq!(total, s.oracle.stats().queries - before);
+}
