@@ -43,9 +43,11 @@ pub const FINAL_WEIGHTS: &str = "student.weights";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Student architecture. Default `resnet18` (2nd place trained ResNet-18 and -34).
+    /// Student architecture. Default `resnet18` (2nd place trained ResNet-18 and -34);
+    /// `dlib` and `mobilefacenet` are the other choices ([`Arch`]).
     pub arch: Arch,
-    /// Student width (channels of the stem). Default 64 (torchvision).
+    /// Student width (channels of the stem). Default 64 (torchvision); the CLI takes
+    /// [`Arch::default_width`] when none is given (32 for `dlib`).
     pub width: usize,
     /// Batch norm on the output descriptor (3rd place). Default off (2nd place).
     pub output_batch_norm: bool,
@@ -134,9 +136,9 @@ impl TrainConfig {
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }
-        if self.batch == 0 || (self.batch < 2 && self.output_batch_norm) {
+        if self.batch == 0 || (self.batch < 2 && self.student().needs_batch_of_two()) {
             return bad(format!(
-                "batch must be at least 1 (2 with an output batch norm), got {}",
+                "batch must be at least 1 (2 with an output batch norm or mobilefacenet), got {}",
                 self.batch
             ));
         }
@@ -484,12 +486,14 @@ pub fn train(
     }
     let d = cfg.descriptor_len;
     let crop_bytes = spec.crop_bytes();
+    let needs_two = cfg.student().needs_batch_of_two();
     let batches_of = |len: usize| -> Vec<(usize, usize)> {
         (0..len)
             .step_by(cfg.batch)
             .map(|s| (s, (s + cfg.batch).min(len)))
-            // A batch of one cannot train an output batch norm: drop it.
-            .filter(|(s, e)| !(cfg.output_batch_norm && e - s < 2))
+            // A batch of one cannot train an output batch norm (or mobilefacenet's batch
+            // norms over 1 x 1 maps): drop it.
+            .filter(|(s, e)| !(needs_two && e - s < 2))
             .collect()
     };
     let steps_per_epoch = batches_of(split.train.len()).len() as u64;

@@ -1,13 +1,15 @@
-//! Timing of a student network (issue 4): training throughput of the ResNet-18 student
-//! (width 64, cut after `layer3`, 128-d output) at batch 32, 112 px, on burn's `flex` CPU
-//! backend, and one eval-mode input-gradient step (forward + backward to the pixels) at
-//! batch 1.
+//! Timing of a student network (issue 4): training throughput of a student (by default the
+//! ResNet-18 one: width 64, cut after `layer3`, 128-d output) at batch 32, 112 px, on burn's
+//! `flex` CPU backend, and one eval-mode input-gradient step (forward + backward to the
+//! pixels) at batch 1.
 //!
 //! Build with the whole workspace's features (building `-p advface-models` alone resolves
 //! other dependency features and rebuilds burn), then run:
 //! `cargo build --release --workspace --examples && target/release/examples/student_bench
-//! [STEPS]` (default 5 timed training steps, after 1 warm-up; `RAYON_NUM_THREADS` sets
-//! the threads).
+//! [STEPS] [ARCH] [DOWNSAMPLE]` (default 5 timed training steps, after 1 warm-up; ARCH one
+//! of `resnet18` (default), `resnet34`, `dlib`, `mobilefacenet`, at its default width
+//! (`Arch::default_width`); DOWNSAMPLE the `input_downsample` factor, default 1;
+//! `RAYON_NUM_THREADS` sets the threads).
 //!
 //! Prints images/s of training (median step), ms per input-gradient step (median of 10),
 //! and the load average before and after: timings on a shared machine are only as good as
@@ -15,7 +17,7 @@
 
 use std::time::Instant;
 
-use advface_models::student::{StudentConfig, StudentTrainer, STUDENT_INPUT_SIZE};
+use advface_models::student::{Arch, StudentConfig, StudentTrainer, STUDENT_INPUT_SIZE};
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_else(|_| "?".into())
@@ -32,8 +34,21 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5)
         .max(1);
+    let arch: Arch = std::env::args()
+        .nth(2)
+        .map(|s| serde_json::from_str(&format!("\"{s}\"")).expect("ARCH"))
+        .unwrap_or(Arch::ResNet18);
+    let input_downsample: usize = std::env::args()
+        .nth(3)
+        .map(|s| s.parse().expect("DOWNSAMPLE"))
+        .unwrap_or(1);
     println!("load average before: {}", loadavg().trim());
-    let config = StudentConfig::default();
+    let config = StudentConfig {
+        arch,
+        width: arch.default_width(),
+        input_downsample,
+        ..StudentConfig::default()
+    };
     let mut t = StudentTrainer::new(config.clone(), 1).expect("student");
     println!(
         "student: {config:?}; {} trainable parameters",
@@ -62,7 +77,7 @@ fn main() {
     }
     let (med, best) = median(times);
     println!(
-        "train, batch {n}, 112 px: median {:.3} s/step = {:.1} images/s (best {:.1} images/s) over {steps} steps; last MSE {loss:.5}",
+        "train, batch {n}, 112 px crops (input_downsample {input_downsample}): median {:.3} s/step = {:.1} images/s (best {:.1} images/s) over {steps} steps; last MSE {loss:.5}",
         med,
         n as f64 / med,
         n as f64 / best

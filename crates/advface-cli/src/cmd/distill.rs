@@ -68,6 +68,22 @@ pub enum ArchArg {
     Resnet18,
     /// ResNet-34 cut after layer3.
     Resnet34,
+    /// Small dlib-like ResNet (dlib's face-recognition network's blocks, two per stage,
+    /// cut after the third stage; default width 32, dlib's).
+    Dlib,
+    /// MobileFaceNet (Chen et al. 2018; default width 64, the paper's).
+    Mobilefacenet,
+}
+
+impl ArchArg {
+    fn arch(self) -> Arch {
+        match self {
+            ArchArg::Resnet18 => Arch::ResNet18,
+            ArchArg::Resnet34 => Arch::ResNet34,
+            ArchArg::Dlib => Arch::Dlib,
+            ArchArg::Mobilefacenet => Arch::MobileFaceNet,
+        }
+    }
 }
 
 /// Defaults: the MCS2018 2nd-place recipe (Adam lr 1e-3, x0.1 at epochs 5 and 15, 25
@@ -84,9 +100,10 @@ pub struct TrainArgs {
     /// Student architecture.
     #[arg(long, value_enum, default_value = "resnet18")]
     pub arch: ArchArg,
-    /// Channels of the stem and layer1 (layer k has width * 2^(k-1)).
-    #[arg(long, default_value_t = 64)]
-    pub width: usize,
+    /// Channels of the stem and layer1 (layer k has width * 2^(k-1); mobilefacenet: 64 is
+    /// the paper's). Default: 64, or 32 for dlib (dlib's).
+    #[arg(long)]
+    pub width: Option<usize>,
     /// Batch norm on the output descriptor (3rd-place team).
     #[arg(long)]
     pub output_bn: bool,
@@ -164,11 +181,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let cfg = TrainConfig {
-        arch: match args.arch {
-            ArchArg::Resnet18 => Arch::ResNet18,
-            ArchArg::Resnet34 => Arch::ResNet34,
-        },
-        width: args.width,
+        arch: args.arch.arch(),
+        width: args
+            .width
+            .unwrap_or_else(|| args.arch.arch().default_width()),
         output_batch_norm: args.output_bn,
         input_downsample: args.downsample,
         epochs: args.epochs,
