@@ -963,6 +963,37 @@ impl StudentTrainer {
     /// - `targets`: `n x descriptor_len` values.
     pub fn step(&mut self, crops_u8: &[u8], targets: &[f32], lr: f64) -> Result<f32, StudentError> {
         let n = Self::count(crops_u8)?;
+        self.check_step(n, targets, lr)?;
+        let x = Self::pixels(crops_u8, n, &self.device);
+        self.step_tensor(x, targets, lr)
+    }
+
+    /// As [`step`](Self::step), on pixels already in `[0, 1]` of any size the network takes
+    /// (`advface bench student` times other input sizes with it).
+    ///
+    /// # Shapes
+    /// - `pixels`: `n x 3 x h x w` values (NCHW), `h, w >= 32`.
+    /// - `targets`: `n x descriptor_len` values.
+    pub fn step_pixels(
+        &mut self,
+        pixels: &[f32],
+        shape: [usize; 4],
+        targets: &[f32],
+        lr: f64,
+    ) -> Result<f32, StudentError> {
+        let [n, c, h, w] = shape;
+        if n == 0 || c != 3 || h < 32 || w < 32 || pixels.len() != n * c * h * w {
+            return Err(StudentError::BadInput(format!(
+                "pixels: shape {shape:?} (need n >= 1, 3 channels, at least 32 x 32) with {} values",
+                pixels.len()
+            )));
+        }
+        self.check_step(n, targets, lr)?;
+        let x = Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), shape), &self.device);
+        self.step_tensor(x, targets, lr)
+    }
+
+    fn check_step(&self, n: usize, targets: &[f32], lr: f64) -> Result<(), StudentError> {
         let d = self.config.descriptor_len;
         if targets.len() != n * d {
             return Err(StudentError::BadInput(format!(
@@ -988,7 +1019,12 @@ impl StudentTrainer {
                     .into(),
             ));
         }
-        let x = Self::pixels(crops_u8, n, &self.device);
+        Ok(())
+    }
+
+    fn step_tensor(&mut self, x: Tensor<4>, targets: &[f32], lr: f64) -> Result<f32, StudentError> {
+        let n = x.dims()[0];
+        let d = self.config.descriptor_len;
         let t = Tensor::<2>::from_data(TensorData::new(targets.to_vec(), [n, d]), &self.device);
         let diff = self.model()?.forward(x) - t;
         let loss = (diff.clone() * diff).mean();
