@@ -5,12 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use advface_attacks::{
-    attack_pair, Acceptance, AttackConfig, Ensemble, Member, SsimGuard, StepRule,
-};
-use advface_core::{Descriptor, Differentiable, Embedder, Oracle, PixelBatch, SSIM_LIMIT};
+use advface_attacks::{attack_pair, Acceptance, AttackConfig, SsimGuard, StepRule};
+use advface_core::{Descriptor, Embedder, Oracle, PixelBatch, SSIM_LIMIT};
 use advface_oracle::{Budgeted, LocalOracle};
-use common::{face, Linear};
+use common::{ensemble, face, Linear};
 
 const S: u32 = 32;
 
@@ -29,15 +27,6 @@ fn mean_dist(model: &Linear, im: &advface_core::RgbImage, targets: &[Descriptor]
         .embed(&PixelBatch::from_images(std::slice::from_ref(im)).unwrap())
         .unwrap();
     targets.iter().map(|t| d[0].l2(t)).sum::<f64>() / targets.len() as f64
-}
-
-fn ensemble(model: &Arc<Linear>) -> Ensemble {
-    let m: Arc<dyn Differentiable> = model.clone();
-    Ensemble::new(vec![Member {
-        model: m,
-        weight: 1.0,
-    }])
-    .unwrap()
 }
 
 #[test]

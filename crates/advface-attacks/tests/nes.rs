@@ -5,13 +5,12 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use advface_attacks::{nes_attack_from, Ensemble, Member, NesConfig};
+use advface_attacks::{nes_attack_from, NesConfig};
 use advface_core::{
-    Descriptor, Differentiable, Embedder, Oracle, OracleError, PixelBatch, QueryStats, RgbImage,
-    SSIM_LIMIT,
+    Descriptor, Embedder, Oracle, OracleError, PixelBatch, QueryStats, RgbImage, SSIM_LIMIT,
 };
 use advface_oracle::LocalOracle;
-use common::{face, Linear};
+use common::{ensemble, face, Linear};
 
 const S: u32 = 32;
 
@@ -52,15 +51,6 @@ fn watch(model: &Arc<Linear>, original: &RgbImage) -> Watch {
         original: original.clone(),
         log: Mutex::new((0, 1.0, Vec::new())),
     }
-}
-
-fn ensemble(model: &Arc<Linear>) -> Ensemble {
-    let m: Arc<dyn Differentiable> = model.clone();
-    Ensemble::new(vec![Member {
-        model: m,
-        weight: 1.0,
-    }])
-    .unwrap()
 }
 
 fn setup(black_box: &Arc<Linear>) -> (RgbImage, Vec<Descriptor>, f64) {

@@ -115,3 +115,13 @@ pub fn face(size: u32, seed: u64) -> RgbImage {
 pub fn arc(l: Linear) -> Arc<Linear> {
     Arc::new(l)
 }
+
+/// A one-model ensemble of `model`, weight 1.
+pub fn ensemble(model: &Arc<Linear>) -> advface_attacks::Ensemble {
+    let m: Arc<dyn Differentiable> = model.clone();
+    advface_attacks::Ensemble::new(vec![advface_attacks::Member {
+        model: m,
+        weight: 1.0,
+    }])
+    .unwrap()
+}
