@@ -185,6 +185,8 @@ fn fmt_count(v: f64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
+        // digits left before this one, in groups of three (`is_multiple_of` needs Rust 1.87)
+        #[allow(clippy::manual_is_multiple_of)]
         if i > 0 && (s.len() - i) % 3 == 0 {
             out.push(',');
         }

@@ -85,6 +85,11 @@ impl Method {
     fn queries_only(self) -> bool {
         matches!(self, Method::Pixel | Method::Square)
     }
+
+    /// Whether the method takes gradients from students (`nes` only for its prior).
+    fn uses_students(self, no_prior: bool) -> bool {
+        !(self.queries_only() || (self == Method::Nes && no_prior))
+    }
 }
 
 #[derive(clap::Args)]
@@ -283,7 +288,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .join(","),
             weight: 1.0,
         });
-    } else if !method.queries_only() && !(method == Method::Nes && args.no_prior) {
+    } else if method.uses_students(args.no_prior) {
         let students: Vec<String> = if matches!(method, Method::Fgsm | Method::FgsmTop) {
             // The organisers' baseline uses one student.
             args.students.iter().take(1).cloned().collect()
