@@ -66,6 +66,21 @@ impl SsimGuard {
         &self.original
     }
 
+    /// How much change SSIM tolerates at each value, CHW, scaled to a root mean square of
+    /// 1: large in textured regions, small in smooth ones (see
+    /// [`SsimReference::tolerance`]).
+    pub fn tolerance_chw(&self) -> Vec<f32> {
+        let (w, h) = self.reference.size();
+        let plane = (w * h) as usize;
+        let t = self.reference.tolerance();
+        let rms = (t.iter().map(|v| v * v).sum::<f64>() / t.len() as f64).sqrt();
+        let mut out = vec![0f32; t.len()];
+        for (i, v) in t.iter().enumerate() {
+            out[(i % 3) * plane + i / 3] = (v / rms) as f32;
+        }
+        out
+    }
+
     /// SSIM of an 8-bit image against the original.
     pub fn ssim(&self, image: &RgbImage) -> Result<f64, AttackError> {
         Ok(self.reference.ssim_u8(image)?.mean)

@@ -43,6 +43,14 @@ pub struct NesConfig {
     /// Use the students' gradient as the first direction (default `true`; `false` is plain
     /// random-direction estimation, the baseline the prior is measured against).
     pub prior: bool,
+    /// Also probe the last estimate's direction (the black box's gradient changes slowly
+    /// from one iterate to the next), in place of one random direction (default `true`).
+    pub history: bool,
+    /// Shape every direction by how much change SSIM tolerates where it falls (more in
+    /// textured regions, less in smooth ones; the prior by its square, steepest descent in
+    /// SSIM's own metric), so that a probe of a given length costs less SSIM (default
+    /// `true`).
+    pub ssim_weighted: bool,
     /// Side of the blocks the random directions are constant over, pixels (default 8: a
     /// 14 x 14 x 3 grid at 112 px).
     pub tile: usize,
@@ -63,6 +71,8 @@ impl Default for NesConfig {
         Self {
             directions: 6,
             prior: true,
+            history: true,
+            ssim_weighted: true,
             tile: 8,
             probe: 2.0,
             step: 2.0,
@@ -138,6 +148,16 @@ pub fn nes_attack_from(
     let base_step = cfg.step / 255.0 * (plane as f32).sqrt();
     let probe_len = cfg.probe / 255.0 * (plane as f32).sqrt();
     let mut scale = 1f32;
+    let tolerance = cfg.ssim_weighted.then(|| guard.tolerance_chw());
+    let shape = |mut v: Vec<f32>, power: i32| -> Vec<f32> {
+        if let Some(t) = &tolerance {
+            for (a, b) in v.iter_mut().zip(t) {
+                *a *= b.powi(power);
+            }
+        }
+        v
+    };
+    let mut last: Option<Vec<f32>> = None;
     let ask = |images: &[RgbImage], used: &mut u64| -> Result<Vec<f64>, AttackError> {
         let n = (images.len() as u64).min(budget - *used) as usize;
         if n == 0 {
@@ -179,10 +199,16 @@ pub fn nes_attack_from(
                 .map_err(|e| AttackError::BadInput(e.to_string()))?;
             let lg = e.loss_and_grad_sets(&batch, &[targets], &mut rng)?;
             // descend: the direction of steepest decrease of the students' loss
-            dirs.push(lg.grad.into_iter().map(|v| -v).collect());
+            dirs.push(shape(lg.grad.into_iter().map(|v| -v).collect(), 2));
         }
-        for _ in 0..cfg.directions {
-            dirs.push(tiled_noise(w, h, cfg.tile.max(1), &mut rng));
+        let mut random = cfg.directions;
+        if let Some(prev) = last.take() {
+            dirs.push(prev);
+            // in place of a random direction, unless it was the only one
+            random -= usize::from(random > 1);
+        }
+        for _ in 0..random {
+            dirs.push(shape(tiled_noise(w, h, cfg.tile.max(1), &mut rng), 1));
         }
         let basis = orthonormal(dirs);
         if basis.is_empty() {
@@ -250,6 +276,10 @@ pub fn nes_attack_from(
             .map(|(i, v)| (i, *v));
         let mut stepped = None;
         let rms = (est.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>()).sqrt() as f32;
+        if cfg.history && rms > 0.0 {
+            // descend along it: the sign the next probe of it takes is set by SSIM anyway
+            last = Some(est.iter().map(|v| -v).collect());
+        }
         if rms > 0.0 && budget > used {
             let k = scale * base_step / rms;
             let cand: Vec<f32> = x.iter().zip(&est).map(|(a, g)| a - k * g).collect();

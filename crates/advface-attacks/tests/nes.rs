@@ -72,13 +72,23 @@ fn run(
     budget: u64,
     seed: u64,
 ) -> (advface_attacks::NesOutcome, u64, f64, Vec<usize>) {
+    run_with(black_box, student, budget, seed, NesConfig::default())
+}
+
+fn run_with(
+    black_box: &Arc<Linear>,
+    student: Option<&Arc<Linear>>,
+    budget: u64,
+    seed: u64,
+    cfg: NesConfig,
+) -> (advface_attacks::NesOutcome, u64, f64, Vec<usize>) {
     let (source, targets, start) = setup(black_box);
     let oracle = watch(black_box, &source);
     let e = student.map(ensemble);
     let cfg = NesConfig {
         prior: student.is_some(),
         seed,
-        ..NesConfig::default()
+        ..cfg
     };
     let out = nes_attack_from(
         &source,
@@ -140,9 +150,16 @@ fn a_right_prior_beats_random_directions_and_a_wrong_one_does_not_mislead() {
     let budget = 32;
     let mut gains = [0f64; 3];
     let mut shares = [0f64; 3];
+    // the prior alone: isotropic directions and no history, so that the share along the
+    // prior measures the students' agreement with the black box and nothing else
+    let plain = NesConfig {
+        history: false,
+        ssim_weighted: false,
+        ..NesConfig::default()
+    };
     for seed in 0..3 {
         for (k, student) in [Some(&bb), None, Some(&wrong)].into_iter().enumerate() {
-            let (out, ..) = run(&bb, student, budget, seed);
+            let (out, ..) = run_with(&bb, student, budget, seed, plain.clone());
             gains[k] += out.start_distance - out.distance;
             shares[k] += out.prior_share.unwrap_or(0.0);
         }
@@ -161,6 +178,105 @@ fn a_right_prior_beats_random_directions_and_a_wrong_one_does_not_mislead() {
     // The black box agrees with the right prior, not with the wrong one.
     assert!(shares[0] > 0.8 * 3.0, "{shares:?}");
     assert!(shares[2] < shares[0] * 0.5, "{shares:?}");
+}
+
+/// Gains (start - end distance) summed over seeds, random directions only.
+fn random_gains(bb: &Arc<Linear>, budget: u64, cfg: &NesConfig) -> f64 {
+    (0..4)
+        .map(|seed| {
+            let (out, asked, min_ssim, _) = run_with(bb, None, budget, seed, cfg.clone());
+            assert!(asked <= budget);
+            assert!(min_ssim >= SSIM_LIMIT + 0.002 - 1e-12, "{min_ssim}");
+            out.start_distance - out.distance
+        })
+        .sum()
+}
+
+#[test]
+fn probing_the_last_estimate_again_accumulates_the_gradient() {
+    // A linear black box has one gradient everywhere: each estimate that keeps the last
+    // one in its span refines it, while fresh random directions start over each time.
+    // Blocks of 2 pixels: 768 dimensions, where 6 random directions see little of the
+    // gradient at once.
+    let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
+    let off = NesConfig {
+        history: false,
+        ssim_weighted: false,
+        tile: 2,
+        ..NesConfig::default()
+    };
+    let on = NesConfig {
+        history: true,
+        ..off.clone()
+    };
+    let (without, with) = (random_gains(&bb, 100, &off), random_gains(&bb, 100, &on));
+    assert!(without > 0.0, "{without}");
+    assert!(with > 1.1 * without, "history {with} vs none {without}");
+}
+
+#[test]
+fn directions_shaped_by_ssim_tolerance_go_further_within_the_limit() {
+    // Half the source is flat, half is noise: SSIM tolerates far more change in the noisy
+    // half, so probes and steps shaped by that tolerance buy more black-box progress per
+    // unit of SSIM spent than isotropic ones.
+    let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
+    let off = NesConfig {
+        history: false,
+        ssim_weighted: false,
+        ..NesConfig::default()
+    };
+    let on = NesConfig {
+        ssim_weighted: true,
+        ..off.clone()
+    };
+    let source = half_textured(S);
+    let gains = |cfg: &NesConfig| -> f64 {
+        let targets = bb
+            .embed(&PixelBatch::from_images(&[face(S, 10), face(S, 11)]).unwrap())
+            .unwrap();
+        let d = bb
+            .embed(&PixelBatch::from_images(std::slice::from_ref(&source)).unwrap())
+            .unwrap();
+        let start = advface_attacks::iterative::mean_distance(&d[0], &targets);
+        (0..4)
+            .map(|seed| {
+                let oracle = watch(&bb, &source);
+                let cfg = NesConfig {
+                    prior: false,
+                    seed,
+                    ..cfg.clone()
+                };
+                let out =
+                    nes_attack_from(&source, &source, start, &targets, None, &oracle, &cfg, 200)
+                        .unwrap();
+                let min_ssim = oracle.log.lock().unwrap().1;
+                assert!(min_ssim >= SSIM_LIMIT + 0.002 - 1e-12, "{min_ssim}");
+                out.start_distance - out.distance
+            })
+            .sum()
+    };
+    let (iso, shaped) = (gains(&off), gains(&on));
+    assert!(iso > 0.0, "{iso}");
+    assert!(shaped > 1.1 * iso, "shaped {shaped} vs isotropic {iso}");
+}
+
+/// Left half flat grey, right half random noise.
+fn half_textured(s: u32) -> RgbImage {
+    let mut state = 12345u64;
+    let data = (0..s * s * 3)
+        .map(|i| {
+            let x = (i / 3) % s;
+            if x < s / 2 {
+                120
+            } else {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (40 + (state >> 33) % 180) as u8
+            }
+        })
+        .collect();
+    RgbImage::new(s, s, data).unwrap()
 }
 
 #[test]

@@ -129,6 +129,34 @@ impl SsimReference {
         })
     }
 
+    /// How much change SSIM tolerates at each value of the original, HWC: `sqrt(2 var + C2)`
+    /// of the window centred there (clamped to the windows wholly inside the image), on
+    /// the 0..255 scale. A zero-mean change of local spread `s` costs the window's SSIM
+    /// about `s^2 / (2 var + C2)`, so a change scaled by this is spread evenly over SSIM
+    /// (textured regions take more, smooth ones less).
+    pub fn tolerance(&self) -> Vec<f64> {
+        let (w, h, r) = (self.w, self.h, self.cfg.win_size / 2);
+        let np = (self.cfg.win_size * self.cfg.win_size) as f64;
+        let cov_norm = np / (np - 1.0);
+        let c2 = (self.cfg.k2 * self.cfg.data_range).powi(2);
+        // the local statistics are kept for the windows wholly inside: (w - 2r) x (h - 2r)
+        let ow = w - 2 * r;
+        let mut out = vec![0f64; w * h * 3];
+        for y in 0..h {
+            let yc = y.clamp(r, h - 1 - r) - r;
+            for x in 0..w {
+                let xc = x.clamp(r, w - 1 - r) - r;
+                for c in 0..3 {
+                    let i = yc * ow + xc;
+                    let var =
+                        (cov_norm * (self.uxx[c][i] - self.ux[c][i] * self.ux[c][i])).max(0.0);
+                    out[(y * w + x) * 3 + c] = (2.0 * var + c2).sqrt();
+                }
+            }
+        }
+        out
+    }
+
     /// Width and height of the original.
     pub fn size(&self) -> (u32, u32) {
         (self.w as u32, self.h as u32)
@@ -639,6 +667,38 @@ mod tests {
         let mut s = seed;
         let data = (0..w * h * 3).map(|_| (lcg(&mut s) % 256) as u8).collect();
         RgbImage::new(w, h, data).unwrap()
+    }
+
+    #[test]
+    fn tolerance_is_the_local_spread_of_the_original() {
+        let c2 = (0.03f64 * 255.0).powi(2);
+        let flat = RgbImage::new(12, 10, vec![90; 12 * 10 * 3]).unwrap();
+        let t = SsimReference::new(&flat, SsimConfig::default())
+            .unwrap()
+            .tolerance();
+        assert_eq!(t.len(), 12 * 10 * 3);
+        assert!(
+            t.iter().all(|v| (v - c2.sqrt()).abs() < 1e-9),
+            "{:?}",
+            &t[..3]
+        );
+        // an interior value against the 7 x 7 window's sample variance, computed directly
+        let a = random_image(15, 13, 5);
+        let t = SsimReference::new(&a, SsimConfig::default())
+            .unwrap()
+            .tolerance();
+        let (x0, y0, c) = (6usize, 5usize, 1usize);
+        let vals: Vec<f64> = (y0 - 3..=y0 + 3)
+            .flat_map(|y| (x0 - 3..=x0 + 3).map(move |x| (x, y)))
+            .map(|(x, y)| f64::from(a.as_bytes()[(y * 15 + x) * 3 + c]))
+            .collect();
+        let mean = vals.iter().sum::<f64>() / 49.0;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 48.0;
+        let want = (2.0 * var + c2).sqrt();
+        let got = t[(y0 * 15 + x0) * 3 + c];
+        assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+        // border values take the nearest window wholly inside
+        assert_eq!(t[c], t[(3 * 15 + 3) * 3 + c]);
     }
 
     #[test]

@@ -155,6 +155,13 @@ pub struct Args {
     /// direction (`nes`, `hybrid-nes`; the baseline the prior is measured against).
     #[arg(long)]
     pub no_prior: bool,
+    /// Do not probe the last estimate's direction again (`nes`, `hybrid-nes`; an ablation).
+    #[arg(long)]
+    pub no_history: bool,
+    /// Probe isotropic directions instead of ones shaped by where SSIM tolerates change
+    /// (`nes`, `hybrid-nes`; an ablation).
+    #[arg(long)]
+    pub no_ssim_weight: bool,
     /// Seed of the random choices.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -352,6 +359,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Method::Nes | Method::HybridNes => Some(Refine::Nes(advface_attacks::NesConfig {
             directions: args.directions,
             prior: !args.no_prior,
+            history: !args.no_history,
+            ssim_weighted: !args.no_ssim_weight,
             ssim_margin: args.ssim_margin,
             ..Default::default()
         })),
@@ -366,9 +375,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             method.name()
         );
     }
-    if (args.no_prior || args.directions != 6) && !matches!(method, Method::Nes | Method::HybridNes)
+    if (args.no_prior || args.no_history || args.no_ssim_weight || args.directions != 6)
+        && !matches!(method, Method::Nes | Method::HybridNes)
     {
-        bail!("--no-prior and --directions are settings of --method nes and hybrid-nes");
+        bail!(
+            "--no-prior, --no-history, --no-ssim-weight and --directions are settings of \
+             --method nes and hybrid-nes"
+        );
     }
     if refine.is_some() && args.oracle.budget.is_none() {
         bail!(

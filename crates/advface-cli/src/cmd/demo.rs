@@ -105,6 +105,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         threads: None,
         directions: 6,
         no_prior: false,
+        no_history: false,
+        no_ssim_weight: false,
         seed: 0,
         oracle: oracle.clone(),
     })?;
