@@ -60,3 +60,14 @@ pub enum AttackError {
     #[error("{0}")]
     Output(String),
 }
+
+impl From<advface_search::SearchError> for AttackError {
+    fn from(e: advface_search::SearchError) -> Self {
+        use advface_search::SearchError as S;
+        match e {
+            S::Oracle(e) => Self::Oracle(e),
+            S::Ssim(e) => Self::Ssim(e),
+            other => Self::BadInput(other.to_string()),
+        }
+    }
+}

@@ -26,11 +26,11 @@
 //! limit plus the margin (the guard), as in the other attacks.
 
 use advface_core::{Descriptor, Oracle, PixelBatch, RgbImage, SSIM_LIMIT};
+use advface_search::Scorer;
 use serde::{Deserialize, Serialize};
 
 use crate::ensemble::Ensemble;
 use crate::guard::SsimGuard;
-use crate::iterative::mean_distance;
 use crate::rng::Rng;
 use crate::AttackError;
 
@@ -126,23 +126,18 @@ pub fn nes_attack_from(
     cfg: &NesConfig,
     budget: u64,
 ) -> Result<NesOutcome, AttackError> {
-    check(original, start, targets, ensemble, cfg)?;
+    check(targets, ensemble, cfg)?;
+    let limit = cfg.ssim_limit + cfg.ssim_margin;
+    // checks the sizes, the targets and the start's SSIM; keeps the budget exact
+    let mut scorer = Scorer::new(original, start, targets, oracle, limit, budget)?;
     let (w, h) = (original.width() as usize, original.height() as usize);
     let plane = 3 * w * h;
-    let guard = SsimGuard::new(original, cfg.ssim_limit + cfg.ssim_margin)?;
-    let start_ssim = guard.ssim(start)?;
-    if start_ssim < guard.limit() {
-        return Err(AttackError::BadInput(format!(
-            "the start image has SSIM {start_ssim:.5}, below the limit {:.4} it must hold",
-            guard.limit()
-        )));
-    }
+    let guard = SsimGuard::new(original, limit)?;
     let mut rng = Rng::new(cfg.seed);
     let mut x = start.to_chw_f32();
     let mut image = start.clone();
     let mut fx = start_distance;
-    let mut ssim = start_ssim;
-    let mut used = 0u64;
+    let mut ssim = guard.ssim(start)?;
     let (mut iterations, mut improved) = (0u64, 0u64);
     let mut share_sum = 0f64;
     let base_step = cfg.step / 255.0 * (plane as f32).sqrt();
@@ -158,38 +153,8 @@ pub fn nes_attack_from(
         v
     };
     let mut last: Option<Vec<f32>> = None;
-    let ask = |images: &[RgbImage], used: &mut u64| -> Result<Vec<f64>, AttackError> {
-        let n = (images.len() as u64).min(budget - *used) as usize;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let answers = oracle.describe(&images[..n])?;
-        *used += n as u64;
-        if answers.len() != n {
-            return Err(AttackError::BadInput(format!(
-                "oracle '{}' answered {} descriptors for {n} images",
-                oracle.name(),
-                answers.len()
-            )));
-        }
-        answers
-            .iter()
-            .map(|d| {
-                if d.len() != targets[0].len() {
-                    Err(AttackError::BadInput(format!(
-                        "oracle '{}' answered {} values, the targets have {}",
-                        oracle.name(),
-                        d.len(),
-                        targets[0].len()
-                    )))
-                } else {
-                    Ok(mean_distance(d, targets))
-                }
-            })
-            .collect()
-    };
     // At least one probe and the step: an estimate needs two queries.
-    while budget - used >= 2 {
+    while scorer.remaining() >= 2 {
         iterations += 1;
         // 1-2. Directions.
         let mut dirs: Vec<Vec<f32>> = Vec::with_capacity(cfg.directions + 1);
@@ -216,7 +181,7 @@ pub fn nes_attack_from(
         }
         // 3. Probes, each on the side that does not lower SSIM.
         let (_, sg) = guard.ssim_and_grad(&x)?;
-        let room = (budget - used - 1) as usize;
+        let room = (scorer.remaining() - 1) as usize;
         let mut probes = Vec::with_capacity(basis.len().min(room));
         let mut probe_x = Vec::with_capacity(basis.len().min(room));
         for u in basis.iter().take(room) {
@@ -240,7 +205,7 @@ pub fn nes_attack_from(
         if probes.is_empty() {
             break;
         }
-        let f = ask(&probes, &mut used)?;
+        let f = scorer.distances(&probes)?;
         // 4. Least squares on the real displacements.
         let cur = image.to_chw_f32();
         let disp: Vec<Vec<f32>> = probes
@@ -280,12 +245,12 @@ pub fn nes_attack_from(
             // descend along it: the sign the next probe of it takes is set by SSIM anyway
             last = Some(est.iter().map(|v| -v).collect());
         }
-        if rms > 0.0 && budget > used {
+        if rms > 0.0 && scorer.remaining() > 0 {
             let k = scale * base_step / rms;
             let cand: Vec<f32> = x.iter().zip(&est).map(|(a, g)| a - k * g).collect();
             let g = guard.enforce(&x, cand)?;
             if g.image != image {
-                let fs = ask(std::slice::from_ref(&g.image), &mut used)?;
+                let fs = scorer.distances(std::slice::from_ref(&g.image))?;
                 if let Some(&fs) = fs.first() {
                     if fs < fx && best.is_none_or(|b| fs < b.1) {
                         best = None;
@@ -321,7 +286,7 @@ pub fn nes_attack_from(
         distance: fx,
         start_distance,
         ssim,
-        queries: used,
+        queries: scorer.used(),
         iterations,
         improved,
         prior_share: (cfg.prior && iterations > 0).then(|| share_sum / iterations as f64),
@@ -329,29 +294,10 @@ pub fn nes_attack_from(
 }
 
 fn check(
-    original: &RgbImage,
-    start: &RgbImage,
     targets: &[Descriptor],
     ensemble: Option<&Ensemble>,
     cfg: &NesConfig,
 ) -> Result<(), AttackError> {
-    if (start.width(), start.height()) != (original.width(), original.height()) {
-        return Err(AttackError::BadInput(format!(
-            "start image is {}x{} but the original is {}x{}",
-            start.width(),
-            start.height(),
-            original.width(),
-            original.height()
-        )));
-    }
-    let Some(first) = targets.first() else {
-        return Err(AttackError::BadInput("no target descriptors".into()));
-    };
-    if targets.iter().any(|t| t.len() != first.len()) || first.is_empty() {
-        return Err(AttackError::BadInput(
-            "target descriptors are empty or of different lengths".into(),
-        ));
-    }
     if cfg.directions == 0 && !cfg.prior {
         return Err(AttackError::BadInput(
             "the estimator needs at least one direction: a prior or --directions > 0".into(),
@@ -369,12 +315,13 @@ fn check(
                 "the students' prior needs students (or turn the prior off)".into(),
             ));
         };
-        if e.descriptor_len() != first.len() {
+        let want = targets.first().map_or(0, |t| t.len());
+        if e.descriptor_len() != want {
             return Err(AttackError::BadInput(format!(
                 "descriptor length mismatch: the students ({}) give {}, the targets have {}",
                 e.names().join(", "),
                 e.descriptor_len(),
-                first.len()
+                want
             )));
         }
     }

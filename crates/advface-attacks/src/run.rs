@@ -476,7 +476,6 @@ fn refine_one(
         ));
     }
     let budget = oracle.remaining();
-    let err = |e: advface_search::SearchError| AttackError::BadInput(e.to_string());
     let mut prior_share = None;
     let (image, end) = match refine {
         Refine::Pixel(cfg) => {
@@ -486,8 +485,7 @@ fn refine_one(
             };
             let o = advface_search::pixel_attack_from(
                 original, &best.0, best.1, targets, oracle, &cfg, budget,
-            )
-            .map_err(err)?;
+            )?;
             (o.image, o.distance)
         }
         Refine::Square(cfg) => {
@@ -497,8 +495,7 @@ fn refine_one(
             };
             let o = advface_search::square_attack_from(
                 original, &best.0, best.1, targets, oracle, &cfg, budget,
-            )
-            .map_err(err)?;
+            )?;
             (o.image, o.distance)
         }
         Refine::Nes(cfg) => {

@@ -17,7 +17,7 @@ pub fn mean_distance(d: &Descriptor, targets: &[Descriptor]) -> f64 {
 }
 
 /// The black box with a query budget, the targets and the SSIM limit of one source image.
-pub(crate) struct Scorer<'a> {
+pub struct Scorer<'a> {
     oracle: &'a dyn Oracle,
     targets: &'a [Descriptor],
     reference: SsimReference,
@@ -31,7 +31,7 @@ pub(crate) struct Scorer<'a> {
 impl<'a> Scorer<'a> {
     /// Checks the inputs: targets present and of one length (the oracle's, when it says),
     /// `start` the size of `original` and not below `limit`.
-    pub(crate) fn new(
+    pub fn new(
         original: &RgbImage,
         start: &RgbImage,
         targets: &'a [Descriptor],
@@ -94,22 +94,22 @@ impl<'a> Scorer<'a> {
     }
 
     /// Queries left.
-    pub(crate) fn remaining(&self) -> u64 {
+    pub fn remaining(&self) -> u64 {
         self.budget.saturating_sub(self.used)
     }
 
     /// Queries made.
-    pub(crate) fn used(&self) -> u64 {
+    pub fn used(&self) -> u64 {
         self.used
     }
 
     /// The SSIM limit held.
-    pub(crate) fn limit(&self) -> f64 {
+    pub fn limit(&self) -> f64 {
         self.limit
     }
 
     /// SSIM of an 8-bit candidate against the original.
-    pub(crate) fn ssim(&self, image: &RgbImage) -> Result<f64, SearchError> {
+    pub fn ssim(&self, image: &RgbImage) -> Result<f64, SearchError> {
         let (w, h) = self.reference.size();
         if (image.width(), image.height()) != (w, h) {
             // the size error, as the reference words it
@@ -123,7 +123,7 @@ impl<'a> Scorer<'a> {
 
     /// Mean distances to the targets of the first `min(images.len(), remaining)` images,
     /// asked in one call (none when that is 0). The caller has checked their SSIM.
-    pub(crate) fn distances(&mut self, images: &[RgbImage]) -> Result<Vec<f64>, SearchError> {
+    pub fn distances(&mut self, images: &[RgbImage]) -> Result<Vec<f64>, SearchError> {
         let n = (images.len() as u64).min(self.remaining()) as usize;
         if n == 0 {
             return Ok(Vec::new());

@@ -27,7 +27,7 @@ pub mod square;
 #[cfg(test)]
 mod test_oracles;
 
-pub use blackbox::mean_distance;
+pub use blackbox::{mean_distance, Scorer};
 pub use de::{
     differential_evolution, population_size, DeConfig, DeResult, Init, Mutation, StopReason,
     Strategy, Updating,
