@@ -148,9 +148,10 @@ pub struct Args {
     /// Pairs attacked in parallel (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Random directions per gradient estimate (`nes`, `hybrid-nes`), besides the prior.
-    #[arg(long, default_value_t = 6)]
-    pub directions: usize,
+    /// Random directions per gradient estimate (`nes`, `hybrid-nes`), besides the prior
+    /// (default: from the budget, 16 at 100 queries, about 50 at 1,000).
+    #[arg(long)]
+    pub directions: Option<usize>,
     /// Estimate from random directions alone, without the students' gradient as the first
     /// direction (`nes`, `hybrid-nes`; the baseline the prior is measured against).
     #[arg(long)]
@@ -357,7 +358,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }))
         }
         Method::Nes | Method::HybridNes => Some(Refine::Nes(advface_attacks::NesConfig {
-            directions: args.directions,
+            directions: args.directions.unwrap_or_else(|| {
+                advface_attacks::NesConfig::directions_for_budget(args.oracle.budget.unwrap_or(0))
+            }),
             prior: !args.no_prior,
             history: !args.no_history,
             ssim_weighted: !args.no_ssim_weight,
@@ -375,7 +378,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             method.name()
         );
     }
-    if (args.no_prior || args.no_history || args.no_ssim_weight || args.directions != 6)
+    if (args.no_prior || args.no_history || args.no_ssim_weight || args.directions.is_some())
         && !matches!(method, Method::Nes | Method::HybridNes)
     {
         bail!(

@@ -103,7 +103,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         n: None,
         shard: None,
         threads: None,
-        directions: 6,
+        directions: None,
         no_prior: false,
         no_history: false,
         no_ssim_weight: false,
