@@ -4,10 +4,15 @@
 //! Each iteration, at the current 8-bit image `x` whose black-box loss `f(x)` (mean L2
 //! distance to the targets) is known:
 //! 1. the prior: the ensemble's gradient of its own mean distance to the same targets
-//!    (no query);
-//! 2. `directions` random directions, Gaussian on a coarse grid (`tile x tile` pixel
-//!    blocks, as the bandit and Square attacks use: far fewer dimensions than pixels), the
-//!    prior first when there is one, made orthonormal (Gram-Schmidt);
+//!    (no query), and the last iteration's estimate (the black box's gradient changes
+//!    slowly between iterates, so each estimate refines the last one instead of starting
+//!    over);
+//! 2. `directions` random directions (one fewer once there is a last estimate), Gaussian on
+//!    a coarse grid (`tile x tile` pixel blocks, as the bandit and Square attacks use: far
+//!    fewer dimensions than pixels), scaled at each pixel by how much change SSIM tolerates
+//!    there (the original's local spread: more in textured regions, less in smooth ones;
+//!    the students' gradient by its square, steepest descent in SSIM's metric); all made
+//!    orthonormal (Gram-Schmidt), the priors first;
 //! 3. one probe per direction, `x + probe * u` with the sign that does not lower SSIM,
 //!    passed through the SSIM guard and rounded to 8 bits, asked of the black box in one
 //!    call: each answer measures the directional derivative `<g, d_k> ~ f(x_k) - f(x)` along
@@ -20,6 +25,10 @@
 //!    the guard, asked of the black box: the best of it and the probes is kept if it beats
 //!    `f(x)`; the step grows by 1.25 after a success and halves (down to 1/8, then back)
 //!    after a failure.
+//!
+//! Many directions per estimate beat many cheap estimates (BENCHMARKS.md): it is the SSIM
+//! limit, not the number of steps, that runs out, and a noisy step spends SSIM for little.
+//! [`NesConfig::directions_for_budget`] is the measured choice.
 //!
 //! The query budget is exact: every image asked is one query of the per-source budget, and
 //! no call asks for more images than are left. Every image asked or kept holds the SSIM
