@@ -356,7 +356,10 @@ impl StudentConfig {
         let bn = |c: usize| 2 * c;
         let mut total = 0;
         let c_in = match self.arch {
-            Arch::ResNet18 | Arch::ResNet34 => {
+            Arch::ResNet18 | Arch::ResNet34 | Arch::Dlib => {
+                // dlib's down blocks have a parameter-free average-pool shortcut and its
+                // output layer no bias; the ResNets project with a 1 x 1 conv and have one
+                let resnet = !matches!(self.arch, Arch::Dlib);
                 total += 3 * w * 49 + bn(w);
                 let mut c_in = w;
                 let blocks = self.arch.blocks_per_layer();
@@ -365,26 +368,14 @@ impl StudentConfig {
                     for b in 0..count {
                         let cin = if b == 0 { c_in } else { c_out };
                         total += cin * c_out * 9 + bn(c_out) + c_out * c_out * 9 + bn(c_out);
-                        if b == 0 && (stage > 0 || cin != c_out) {
+                        if resnet && b == 0 && (stage > 0 || cin != c_out) {
                             total += cin * c_out + bn(c_out);
                         }
                     }
                     c_in = c_out;
                 }
-                total += d; // linear bias
-                c_in
-            }
-            Arch::Dlib => {
-                total += 3 * w * 49 + bn(w);
-                let mut c_in = w;
-                let blocks = self.arch.blocks_per_layer();
-                for (stage, &count) in blocks.iter().enumerate().take(self.stop_after_layer) {
-                    let c_out = w << stage;
-                    for b in 0..count {
-                        let cin = if b == 0 { c_in } else { c_out };
-                        total += cin * c_out * 9 + bn(c_out) + c_out * c_out * 9 + bn(c_out);
-                    }
-                    c_in = c_out;
+                if resnet {
+                    total += d; // linear bias
                 }
                 c_in
             }
