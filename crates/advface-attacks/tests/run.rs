@@ -101,6 +101,26 @@ fn setup(budget: Option<u64>) -> Setup {
     }
 }
 
+/// `run_pairs` on one thread, without events, with the setup's paths and pairs.
+fn run_with(
+    s: &Setup,
+    selected: &[usize],
+    ensemble: Option<&Ensemble>,
+    oracle: Arc<dyn Oracle>,
+    config: &RunConfig,
+) -> Result<advface_attacks::RunReport, advface_attacks::AttackError> {
+    run_pairs(
+        &s.pairs,
+        selected,
+        &s.paths,
+        ensemble,
+        oracle,
+        config,
+        1,
+        &|_| {},
+    )
+}
+
 fn run(s: &Setup, selected: &[usize]) -> (advface_attacks::RunReport, Vec<String>) {
     let events = Mutex::new(Vec::new());
     let report = run_pairs(
@@ -179,35 +199,17 @@ fn a_pair_with_four_images_is_named() {
 fn output_inside_the_crops_and_a_changed_config_are_refused() {
     let mut s = setup(None);
     s.paths.out = s.paths.crops.join("adv");
-    let err = run_pairs(
-        &s.pairs,
-        &[0],
-        &s.paths,
-        Some(&s.ensemble),
-        s.oracle.clone(),
-        &s.config,
-        1,
-        &|_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run_with(&s, &[0], Some(&s.ensemble), s.oracle.clone(), &s.config)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("inside the crops folder"), "{err}");
     let s = setup(None);
     run(&s, &[0]);
     let mut other = s.config.clone();
     other.attack.steps = 13;
-    let err = run_pairs(
-        &s.pairs,
-        &[1],
-        &s.paths,
-        Some(&s.ensemble),
-        s.oracle.clone(),
-        &other,
-        1,
-        &|_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run_with(&s, &[1], Some(&s.ensemble), s.oracle.clone(), &other)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("another configuration"), "{err}");
 }
 
@@ -219,18 +221,9 @@ fn a_black_box_of_another_length_is_refused_before_any_query() {
         3 * 112 * 112,
         9,
     ))));
-    let err = run_pairs(
-        &s.pairs,
-        &[0],
-        &s.paths,
-        Some(&s.ensemble),
-        other.clone(),
-        &s.config,
-        1,
-        &|_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run_with(&s, &[0], Some(&s.ensemble), other.clone(), &s.config)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("128") && err.contains("16"), "{err}");
     assert_eq!(other.stats().queries, 0);
 }
@@ -288,30 +281,10 @@ fn the_estimator_stage_needs_students_for_its_prior_and_records_their_share() {
     s.config.attack.steps = 0;
     s.config.attack.acceptance = Acceptance::None;
     s.config.refine = Some(advface_attacks::Refine::Nes(Default::default()));
-    let e = run_pairs(
-        &s.pairs,
-        &[0],
-        &s.paths,
-        None,
-        s.oracle.clone(),
-        &s.config,
-        1,
-        &|_| {},
-    )
-    .unwrap_err();
+    let e = run_with(&s, &[0], None, s.oracle.clone(), &s.config).unwrap_err();
     assert!(e.to_string().contains("prior"), "{e}");
     let before = s.oracle.stats().queries;
-    let report = run_pairs(
-        &s.pairs,
-        &[0],
-        &s.paths,
-        Some(&s.ensemble),
-        s.oracle.clone(),
-        &s.config,
-        1,
-        &|_| {},
-    )
-    .unwrap();
+    let report = run_with(&s, &[0], Some(&s.ensemble), s.oracle.clone(), &s.config).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let rec = read_record(&s.paths.out, 0).unwrap();
     let mut total = 0;
