@@ -54,12 +54,15 @@ pub struct NesConfig {
     /// random-direction estimation, the baseline the prior is measured against).
     pub prior: bool,
     /// Also probe the last estimate's direction (the black box's gradient changes slowly
-    /// from one iterate to the next), in place of one random direction (default `true`).
+    /// from one iterate to the next), in place of one random direction (default `true`;
+    /// `false` when absent from a saved config: runs from before it did without).
+    #[serde(default)]
     pub history: bool,
     /// Shape every direction by how much change SSIM tolerates where it falls (more in
     /// textured regions, less in smooth ones; the prior by its square, steepest descent in
     /// SSIM's own metric), so that a probe of a given length costs less SSIM (default
-    /// `true`).
+    /// `true`; `false` when absent from a saved config, as `history`).
+    #[serde(default)]
     pub ssim_weighted: bool,
     /// Side of the blocks the random directions are constant over, pixels (default 8: a
     /// 14 x 14 x 3 grid at 112 px).
@@ -502,6 +505,17 @@ mod tests {
         // a projection is never an ascent direction
         let dot: f64 = g.iter().zip(&est).map(|(a, b)| f64::from(a * b)).sum();
         assert!(dot > 0.0);
+    }
+
+    #[test]
+    fn a_saved_config_from_before_the_history_reads_as_without_it() {
+        let old = r#"{"directions": 6, "prior": true, "tile": 8}"#;
+        let cfg: NesConfig = serde_json::from_str(old).unwrap();
+        assert!(!cfg.history && !cfg.ssim_weighted);
+        assert_eq!(cfg.probe, NesConfig::default().probe);
+        let new: NesConfig =
+            serde_json::from_str(&serde_json::to_string(&NesConfig::default()).unwrap()).unwrap();
+        assert_eq!(new, NesConfig::default());
     }
 
     #[test]
