@@ -153,12 +153,7 @@ fn a_right_prior_beats_random_directions_and_a_wrong_one_does_not_mislead() {
     let mut shares = [0f64; 3];
     // the prior alone: isotropic directions and no history, so that the share along the
     // prior measures the students' agreement with the black box and nothing else
-    let plain = NesConfig {
-        directions: 6,
-        history: false,
-        ssim_weighted: false,
-        ..NesConfig::default()
-    };
+    let plain = plain();
     for seed in 0..3 {
         for (k, student) in [Some(&bb), None, Some(&wrong)].into_iter().enumerate() {
             let (out, ..) = run_with(&bb, student, budget, seed, plain.clone());
@@ -182,6 +177,17 @@ fn a_right_prior_beats_random_directions_and_a_wrong_one_does_not_mislead() {
     assert!(shares[2] < shares[0] * 0.5, "{shares:?}");
 }
 
+/// The estimator of session 3, the baseline the newer parts are measured against: 6
+/// isotropic directions, no history.
+fn plain() -> NesConfig {
+    NesConfig {
+        directions: 6,
+        history: false,
+        ssim_weighted: false,
+        ..NesConfig::default()
+    }
+}
+
 /// Gains (start - end distance) summed over seeds, random directions only.
 fn random_gains(bb: &Arc<Linear>, budget: u64, cfg: &NesConfig) -> f64 {
     (0..4)
@@ -201,13 +207,7 @@ fn probing_the_last_estimate_again_accumulates_the_gradient() {
     // Blocks of 2 pixels: 768 dimensions, where 6 random directions see little of the
     // gradient at once.
     let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
-    let off = NesConfig {
-        directions: 6,
-        history: false,
-        ssim_weighted: false,
-        tile: 2,
-        ..NesConfig::default()
-    };
+    let off = NesConfig { tile: 2, ..plain() };
     let on = NesConfig {
         history: true,
         ..off.clone()
@@ -223,25 +223,20 @@ fn directions_shaped_by_ssim_tolerance_go_further_within_the_limit() {
     // half, so probes and steps shaped by that tolerance buy more black-box progress per
     // unit of SSIM spent than isotropic ones.
     let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
-    let off = NesConfig {
-        directions: 6,
-        history: false,
-        ssim_weighted: false,
-        ..NesConfig::default()
-    };
+    let off = plain();
     let on = NesConfig {
         ssim_weighted: true,
         ..off.clone()
     };
     let source = half_textured(S);
+    let targets = bb
+        .embed(&PixelBatch::from_images(&[face(S, 10), face(S, 11)]).unwrap())
+        .unwrap();
+    let d = bb
+        .embed(&PixelBatch::from_images(std::slice::from_ref(&source)).unwrap())
+        .unwrap();
+    let start = advface_attacks::iterative::mean_distance(&d[0], &targets);
     let gains = |cfg: &NesConfig| -> f64 {
-        let targets = bb
-            .embed(&PixelBatch::from_images(&[face(S, 10), face(S, 11)]).unwrap())
-            .unwrap();
-        let d = bb
-            .embed(&PixelBatch::from_images(std::slice::from_ref(&source)).unwrap())
-            .unwrap();
-        let start = advface_attacks::iterative::mean_distance(&d[0], &targets);
         (0..4)
             .map(|seed| {
                 let oracle = watch(&bb, &source);
