@@ -16,6 +16,29 @@ pub fn mean_distance(d: &Descriptor, targets: &[Descriptor]) -> f64 {
     targets.iter().map(|t| d.l2(t)).sum::<f64>() / targets.len() as f64
 }
 
+/// The black box's distance of `start` to the `targets`, the one query an attack spends
+/// before it searches (the inputs checked as [`Scorer::new`] does).
+///
+/// # Errors
+/// [`SearchError::Config`] for a budget of 0 (nothing can be measured), and as
+/// [`Scorer::new`] and the oracle.
+pub(crate) fn start_distance(
+    original: &RgbImage,
+    start: &RgbImage,
+    targets: &[Descriptor],
+    oracle: &dyn Oracle,
+    limit: f64,
+    budget: u64,
+) -> Result<f64, SearchError> {
+    if budget == 0 {
+        return Err(SearchError::Config(
+            "a query budget of 0 cannot even measure the start image".into(),
+        ));
+    }
+    let mut scorer = Scorer::new(original, start, targets, oracle, limit, 1)?;
+    Ok(scorer.distances(std::slice::from_ref(start))?[0])
+}
+
 /// The black box with a query budget, the targets and the SSIM limit of one source image.
 pub struct Scorer<'a> {
     oracle: &'a dyn Oracle,

@@ -19,7 +19,7 @@
 use advface_core::{Descriptor, Oracle, RgbImage, SSIM_LIMIT};
 use serde::{Deserialize, Serialize};
 
-use crate::blackbox::Scorer;
+use crate::blackbox::{start_distance, Scorer};
 use crate::rng::Rng;
 use crate::SearchError;
 
@@ -135,14 +135,8 @@ pub fn square_attack(
     cfg: &SquareAttackConfig,
     budget: u64,
 ) -> Result<SquareOutcome, SearchError> {
-    if budget == 0 {
-        return Err(SearchError::Config(
-            "a query budget of 0 cannot even measure the start image".into(),
-        ));
-    }
     let limit = cfg.ssim_limit + cfg.ssim_margin;
-    let mut scorer = Scorer::new(original, start, targets, oracle, limit, 1)?;
-    let d0 = scorer.distances(std::slice::from_ref(start))?[0];
+    let d0 = start_distance(original, start, targets, oracle, limit, budget)?;
     let mut out = square_attack_from(original, start, d0, targets, oracle, cfg, budget - 1)?;
     out.queries += 1;
     Ok(out)

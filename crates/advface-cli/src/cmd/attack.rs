@@ -455,10 +455,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         .map_or_else(|| "-".into(), |d| format!("~{d:.3}")),
                 })
                 .collect();
+            // Without black-box numbers (pure transfer) the figures are the attacked
+            // model's own distance to the targets' mean descriptor, not the score.
+            let label = if rec.outcomes.iter().any(|o| o.blackbox_after.is_some()) {
+                "distance"
+            } else {
+                "surrogate distance to the targets' mean"
+            };
             bar.set_message(format!("pair {} done", rec.index));
             bar.suspend(|| {
                 eprintln!(
-                    "pair {:>4}: distance {}  queries {}  min SSIM {:.4}  {:.0} s",
+                    "pair {:>4}: {label} {}  queries {}  min SSIM {:.4}  {:.0} s",
                     rec.index,
                     bb.join(" "),
                     q.join(","),
