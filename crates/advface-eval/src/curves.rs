@@ -83,7 +83,7 @@ pub fn read_point(run: &Path, score_file: &str) -> Result<CurvePoint, CurveError
             reason: "no 'method' field: not written by `advface attack`".into(),
         })?
         .to_string();
-    if config["white_box"].as_bool() == Some(true) {
+    if config["white_box"].as_bool() == Some(true) && !method.starts_with("whitebox") {
         method.push_str(" (white-box)");
     }
     let attack = &score["attack"];

@@ -58,7 +58,18 @@ impl Chart {
     /// Renders the chart; x must be positive (log axis). Points with a non-positive or
     /// non-finite coordinate are skipped.
     pub fn render(&self) -> RgbImage {
-        let mut c = Canvas::new(W, H);
+        // The canvas widens so the longest legend label fits beside the plot.
+        let longest = self
+            .series
+            .iter()
+            .map(|s| text_width(&s.label, 2))
+            .chain(self.hlines.iter().map(|h| text_width(&h.label, 2)))
+            .max()
+            .unwrap_or(0);
+        let pw = i64::from(W) - LEFT - RIGHT;
+        let width = (LEFT + pw + 16 + 30 + longest + 12).max(i64::from(W));
+        let width = u32::try_from(width).unwrap_or(W);
+        let mut c = Canvas::new(width, H);
         let pts: Vec<(f64, f64)> = self
             .series
             .iter()
@@ -91,8 +102,12 @@ impl Chart {
             (lx0, lx1) = (1.0, 4.0);
         }
         let (lx0, lx1) = (lx0.floor(), lx1.ceil().max(lx0.floor() + 1.0));
-        let (pw, ph) = (i64::from(W) - LEFT - RIGHT, i64::from(H) - TOP - BOTTOM);
-        let px = |x: f64| LEFT + ((x.log10() - lx0) / (lx1 - lx0) * pw as f64).round() as i64;
+        // Decade ticks from lx0 to lx1; the axis reaches a little beyond them so that a
+        // point on a decade (a budget of 100 or 1,000) is not drawn on the frame.
+        let margin = 0.04 * (lx1 - lx0);
+        let (ax0, ax1) = (lx0 - margin, lx1 + margin);
+        let ph = i64::from(H) - TOP - BOTTOM;
+        let px = |x: f64| LEFT + ((x.log10() - ax0) / (ax1 - ax0) * pw as f64).round() as i64;
         let py = |y: f64| TOP + ph - ((y - y0) / (y1 - y0) * ph as f64).round() as i64;
         let grey = [225, 225, 225];
         let black = [0, 0, 0];
@@ -409,6 +424,43 @@ mod tests {
             .find(|&y| (0..W).any(|x| (0..3).all(|c| im.get(x, y, c) == PALETTE[0][c])))
             .unwrap() as i64;
         assert!(low_y > TOP + ph * 3 / 4 && low_y <= TOP + ph + 5, "{low_y}");
+    }
+
+    #[test]
+    fn a_long_legend_label_widens_the_canvas_to_fit() {
+        let label = "hybrid-nes (white-box) with a long name of forty-odd letters";
+        let chart = Chart {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            series: vec![Series {
+                label: label.into(),
+                points: vec![(100.0, 0.7), (1000.0, 0.6)],
+            }],
+            hlines: vec![],
+        };
+        let im = chart.render();
+        let pw = i64::from(W) - LEFT - RIGHT;
+        let text_end = LEFT + pw + 16 + 30 + text_width(label, 2);
+        assert!(i64::from(im.width()) > text_end, "{} <= {text_end}", im.width());
+        // the label's last glyph is drawn: black pixels in its last 12 columns
+        let black = (text_end - 12..text_end).any(|x| {
+            (0..i64::from(H)).any(|y| {
+                let i = 3 * (y as usize * im.width() as usize + x as usize);
+                im.as_bytes()[i..i + 3] == [0, 0, 0]
+            })
+        });
+        assert!(black);
+        // the marker of the point on the last decade (1,000) is inside the frame: none of
+        // its colour between the frame's right edge and the legend
+        let col = PALETTE[0];
+        let outside = (LEFT + pw..LEFT + pw + 12).any(|x| {
+            (0..i64::from(H)).any(|y| {
+                let i = 3 * (y as usize * im.width() as usize + x as usize);
+                im.as_bytes()[i..i + 3] == col
+            })
+        });
+        assert!(!outside);
     }
 
     #[test]
