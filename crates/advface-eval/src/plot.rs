@@ -442,7 +442,11 @@ mod tests {
         let im = chart.render();
         let pw = i64::from(W) - LEFT - RIGHT;
         let text_end = LEFT + pw + 16 + 30 + text_width(label, 2);
-        assert!(i64::from(im.width()) > text_end, "{} <= {text_end}", im.width());
+        assert!(
+            i64::from(im.width()) > text_end,
+            "{} <= {text_end}",
+            im.width()
+        );
         // the label's last glyph is drawn: black pixels in its last 12 columns
         let black = (text_end - 12..text_end).any(|x| {
             (0..i64::from(H)).any(|y| {
