@@ -8,8 +8,14 @@
 # shipped student. ONLY=name,name runs a subset; KEEP=DIR copies each run's small evidence
 # (config.json, score.json, the attack log, /usr/bin/time's report) to DIR/<run>/, which is
 # what benchmarks/runs/ in the repo holds, so `advface curves` can be rerun from it after
-# the images are gone. Each run resumes if interrupted (rerun the script). Writes
+# the images are gone. Each run resumes if interrupted (rerun the script; the attack log,
+# /usr/bin/time's reports and wall_s, one line per sitting, are appended to). Writes
 # OUT_DIR/<run>/ (the images, records, config.json, score.json) and prints a markdown table.
+#
+# SHARD=K/S runs only every S-th pair from K (`attack --shard`, `score --shard`), for runs
+# longer than one session: the shard's evidence goes to KEEP/<run>/shards/K-of-S/, and once
+# all S shards are there `advface score --merge` writes KEEP/<run>/score.json, the whole
+# run's report, as if it had been scored at once.
 set -euo pipefail
 data=$1
 out=$2
@@ -40,8 +46,15 @@ runs=(
   "hybrid-nes-b10000|--method hybrid-nes --budget 10000"
 )
 only=${ONLY:-}
+shard=${SHARD:-}
+shard_args=()
+tag=""
+if [ -n "$shard" ]; then
+  shard_args=(--shard "$shard")
+  tag="-shard-${shard%/*}-of-${shard#*/}"
+fi
 timer=()
-if [ -x /usr/bin/time ]; then timer=(/usr/bin/time -v -o); fi
+if [ -x /usr/bin/time ]; then timer=(/usr/bin/time -v -a -o); fi
 echo "| run | score | clean | change | match rate | SSIM min | queries/image mean (max) | attack wall s |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for r in "${runs[@]}"; do
@@ -52,30 +65,55 @@ for r in "${runs[@]}"; do
   mkdir -p "$dir"
   start=$(date +%s)
   t=()
-  if [ ${#timer[@]} -gt 0 ]; then t=("${timer[@]}" "$dir/time.txt"); fi
+  if [ ${#timer[@]} -gt 0 ]; then t=("${timer[@]}" "$dir/time$tag.txt"); fi
   # shellcheck disable=SC2086
   "${t[@]}" "$bin" attack --pairs "$data/pairs_list.csv" --crops "$data/crops" --out "$dir" \
-    --n "$n" --students "$students" $flags 2> "$dir/attack.log" || true
-  echo "$(( $(date +%s) - start ))" > "$dir/wall_s"
+    --n "$n" "${shard_args[@]}" --students "$students" $flags 2>> "$dir/attack$tag.log" || true
+  echo "$(( $(date +%s) - start ))" >> "$dir/wall_s$tag"
   "$bin" score --pairs "$data/pairs_list.csv" --crops "$data/crops" --adv "$dir" --n "$n" \
-    --json "$dir/score.json" > "$dir/score.md" 2> "$dir/score.log" || true
+    "${shard_args[@]}" --json "$dir/score$tag.json" > "$dir/score$tag.md" \
+    2> "$dir/score$tag.log" || true
   if [ -n "$keep" ]; then
     mkdir -p "$keep/$name"
-    for f in config.json score.json attack.log time.txt; do
-      if [ -f "$dir/$f" ]; then cp "$dir/$f" "$keep/$name/$f"; fi
-    done
+    if [ -f "$dir/config.json" ]; then cp "$dir/config.json" "$keep/$name/config.json"; fi
+    if [ -n "$shard" ]; then
+      k=${shard%/*}
+      of=${shard#*/}
+      sd="$keep/$name/shards/$k-of-$of"
+      mkdir -p "$sd"
+      for f in score attack time wall_s; do
+        for ext in .json .log .txt ""; do
+          if [ -f "$dir/$f$tag$ext" ]; then cp "$dir/$f$tag$ext" "$sd/$f$ext"; fi
+        done
+      done
+      parts=()
+      for ((i = 0; i < of; i++)); do
+        if [ -f "$keep/$name/shards/$i-of-$of/score.json" ]; then
+          parts+=("$keep/$name/shards/$i-of-$of/score.json")
+        fi
+      done
+      if [ ${#parts[@]} -eq "$of" ]; then
+        "$bin" score --merge "${parts[@]}" --n "$n" --json "$keep/$name/score.json" \
+          > /dev/null || echo "merging the shards of $name failed" >&2
+      fi
+    else
+      for f in score.json attack.log time.txt; do
+        if [ -f "$dir/$f" ]; then cp "$dir/$f" "$keep/$name/$f"; fi
+      done
+    fi
   fi
-  python3 - "$dir" "$name" <<'PY'
+  python3 - "$dir" "$name$tag" "$tag" <<'PY'
 import json, sys, os
-d, name = sys.argv[1], sys.argv[2]
+d, name, tag = sys.argv[1], sys.argv[2], sys.argv[3]
 try:
-    s = json.load(open(os.path.join(d, "score.json")))
+    s = json.load(open(os.path.join(d, f"score{tag}.json")))
 except Exception as e:
     print(f"| {name} | (failed: {e}) | | | | | | |"); sys.exit()
 a, c = s["attacked"], s["clean"]
 q = s.get("attack")
 qs = f"{q['queries_mean']:.1f} ({q['queries_max']})" if q else "0"
-wall = open(os.path.join(d, "wall_s")).read().strip() if os.path.exists(os.path.join(d, "wall_s")) else "-"
+w = os.path.join(d, f"wall_s{tag}")
+wall = sum(int(x) for x in open(w).read().split()) if os.path.exists(w) else "-"
 print(f"| {name} | {a['score']:.4f} | {c['score']:.4f} | {100*(a['score']-c['score'])/c['score']:+.1f}% | "
       f"{100*a['match_rate']:.1f}% | {s['ssim_min']:.4f} | {qs} | {wall} |")
 PY

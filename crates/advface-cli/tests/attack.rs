@@ -236,3 +236,97 @@ fn demo_attacks_scores_and_draws_side_by_side_pictures() {
         serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["models"][0]["name"], "student (shipped)");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn shards_scored_apart_and_merged_equal_the_whole_run_scored_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pairs, crops) = demo();
+    // The originals as "adversarial" images: a valid folder to score (SSIM 1).
+    let adv = tmp.path().join("adv");
+    copy_dir(&crops, &adv);
+    let score = |extra: &[&str], json: &Path| {
+        let mut c = bin();
+        c.args(["score", "--n", "2", "--pairs"])
+            .arg(&pairs)
+            .arg("--crops")
+            .arg(&crops)
+            .arg("--adv")
+            .arg(&adv)
+            .args(extra)
+            .arg("--json")
+            .arg(json);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let full = tmp.path().join("full.json");
+    let s0 = tmp.path().join("s0.json");
+    let s1 = tmp.path().join("s1.json");
+    score(&[], &full);
+    score(&["--shard", "0/2"], &s0);
+    score(&["--shard", "1/2"], &s1);
+    assert_eq!(read(&s0)["attacked"]["pairs"], 1);
+    assert_eq!(read(&s1)["per_pair"][0][0], 1);
+    let merge = |files: &[&Path], extra: &[&str]| {
+        let mut c = bin();
+        c.arg("score").arg("--merge").args(files).args(extra);
+        c.output().unwrap()
+    };
+    let merged = tmp.path().join("merged.json");
+    let o = merge(
+        &[&s1, &s0],
+        &["--n", "2", "--json", merged.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (f, m) = (read(&full), read(&merged));
+    for key in [
+        ["attacked", "score"],
+        ["clean", "score"],
+        ["attacked", "match_rate"],
+        ["clean", "match_rate"],
+    ] {
+        let (a, b) = (
+            f[key[0]][key[1]].as_f64().unwrap(),
+            m[key[0]][key[1]].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-12, "{key:?}: whole {a}, merged {b}");
+    }
+    assert!((f["floor"].as_f64().unwrap() - m["floor"].as_f64().unwrap()).abs() < 1e-12);
+    assert_eq!(f["per_pair"], m["per_pair"]);
+    assert_eq!(f["images"], m["images"]);
+    assert_eq!(f["attacked"]["pairs"], m["attacked"]["pairs"]);
+    assert_eq!(m["scoring_queries"], 30);
+    // The same shard twice, a shard missing, or a file that is not a report: refused, named.
+    let o = merge(&[&s0, &s0], &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("pair 0 is in report 0 and in report 1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = merge(&[&s0], &["--n", "2"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing [1]"), "{}", stderr(&o));
+    let junk = tmp.path().join("junk.json");
+    std::fs::write(&junk, b"{\"score\": 1}").unwrap();
+    let o = merge(&[&s0, &junk], &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("junk.json"), "{}", stderr(&o));
+    // --merge does not mix with a folder to score.
+    let o = merge(&[&s0], &["--adv", adv.to_str().unwrap()]);
+    assert!(!o.status.success());
+}

@@ -4,13 +4,15 @@
 //! closer than the same-person threshold (0.6 for face-api.js).
 
 pub mod curves;
+pub mod merge;
 pub mod plot;
 pub mod run;
 
 use advface_core::{Descriptor, MATCH_THRESHOLD};
 
+pub use merge::{merge_scores, MergeError};
 pub use run::{attack_counts, floor, machine, score_run, AttackCounts, RunScore, Violation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Errors of scoring.
@@ -79,11 +81,13 @@ pub fn score_pair(
 }
 
 /// Score of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Mean over pairs of each pair's mean L2: the MCS2018 score.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub score: f64,
     /// Share of all combinations with L2 below `threshold`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub match_rate: f64,
     /// The same-person threshold used.
     pub threshold: f64,
@@ -104,6 +108,12 @@ pub fn summarise(pairs: &[PairScore], threshold: f64) -> Summary {
         pairs: pairs.len(),
         combinations,
     }
+}
+
+/// Reads an f64 that JSON may hold as `null`: serde_json writes NaN (the score of no pair,
+/// the SSIM of no image) that way.
+pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// The same-person threshold of PROTOCOL.md, 0.6, as f64 (not the f32 constant widened,

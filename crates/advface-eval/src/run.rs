@@ -9,12 +9,12 @@ use std::time::Instant;
 use advface_core::{Descriptor, Oracle, RgbImage, SSIM_LIMIT};
 use advface_data::Pair;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::{score_pair, summarise, PairScore, Summary};
+use crate::{f64_or_nan, score_pair, summarise, PairScore, Summary};
 
 /// One image below the SSIM limit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
     /// Crops-relative path.
     pub image: String,
@@ -23,7 +23,7 @@ pub struct Violation {
 }
 
 /// The attack's own counts, read from its records (`records/pair_NNNN.json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttackCounts {
     /// Source images with a record.
     pub images: usize,
@@ -37,7 +37,7 @@ pub struct AttackCounts {
 }
 
 /// Everything PROTOCOL.md asks a run to report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunScore {
     /// The adversarial images' score.
     pub attacked: Summary,
@@ -46,10 +46,13 @@ pub struct RunScore {
     /// The lowest score any attack could reach on these pairs: mean over pairs of the mean
     /// distance from the targets' geometric median to the targets (a source descriptor can
     /// be no closer to all five at once).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub floor: f64,
     /// Lowest and mean SSIM over the adversarial images.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub ssim_min: f64,
     /// See `ssim_min`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub ssim_mean: f64,
     /// Adversarial images scored.
     pub images: usize,

@@ -170,7 +170,7 @@ pub struct Args {
     pub oracle: OracleArgs,
 }
 
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (k, n) = s
         .split_once('/')
         .ok_or_else(|| format!("'{s}': give K/N, e.g. 0/4"))?;

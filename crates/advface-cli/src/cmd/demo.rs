@@ -136,10 +136,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         compare.display()
     );
     score::run(score::Args {
-        pairs: pairs_file,
-        crops,
-        adv: args.out.clone(),
+        pairs: Some(pairs_file),
+        crops: Some(crops),
+        adv: Some(args.out.clone()),
         n: None,
+        shard: None,
+        merge: Vec::new(),
         json: Some(args.out.join("score.json")),
         oracle: OracleArgs {
             budget: None,

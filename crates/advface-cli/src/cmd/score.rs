@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use advface_eval::{default_threshold, score_run, RunScore};
+use advface_attacks::select_pairs;
+use advface_eval::merge::covered_pairs;
+use advface_eval::{default_threshold, merge_scores, score_run, RunScore};
 use anyhow::{bail, Context, Result};
 
+use super::attack::parse_shard;
 use super::blackbox::{open_oracle, OracleArgs};
 
 /// Exit status when an image is below the SSIM limit (the submission is invalid).
@@ -14,17 +17,30 @@ pub const EXIT_SSIM_VIOLATION: u8 = 3;
 #[derive(clap::Args)]
 pub struct Args {
     /// Pairs file (MCS2018 pairs_list.csv).
-    #[arg(long, value_name = "CSV")]
-    pub pairs: PathBuf,
+    #[arg(long, value_name = "CSV", required_unless_present = "merge")]
+    pub pairs: Option<PathBuf>,
     /// Folder of the original crops.
-    #[arg(long, value_name = "DIR")]
-    pub crops: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "merge")]
+    pub crops: Option<PathBuf>,
     /// Folder of the adversarial images (an `advface attack` output, shards merged).
-    #[arg(long, value_name = "DIR")]
-    pub adv: PathBuf,
-    /// Score only the first N pairs.
+    #[arg(long, value_name = "DIR", required_unless_present = "merge")]
+    pub adv: Option<PathBuf>,
+    /// Score only the first N pairs (with --merge: check the reports cover exactly them).
     #[arg(long)]
     pub n: Option<usize>,
+    /// Score only every N-th pair starting at K (K/N, 0-based), the pairs of `advface
+    /// attack --shard K/N`; merge the shards' reports with --merge.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard, conflicts_with = "merge")]
+    pub shard: Option<(usize, usize)>,
+    /// Merge these `score --json` reports of disjoint shards into one report, as if the
+    /// whole run had been scored at once (nothing is asked of the black box).
+    #[arg(
+        long,
+        value_name = "JSON",
+        num_args = 1..,
+        conflicts_with_all = ["pairs", "crops", "adv"]
+    )]
+    pub merge: Vec<PathBuf>,
     /// Also write the full report (per pair, violations, counts) as JSON here.
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
@@ -83,27 +99,73 @@ pub fn table(r: &RunScore) -> String {
     s
 }
 
+fn read_report(path: &PathBuf) -> Result<RunScore> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{}: not a report of `advface score --json` (write one with `advface score ... \
+             --shard K/N --json FILE`)",
+            path.display()
+        )
+    })
+}
+
+/// `--merge`: the shards' reports as one; with `--n`, they must cover exactly pairs 0..n.
+fn merged(args: &Args) -> Result<RunScore> {
+    let reports: Vec<RunScore> = args.merge.iter().map(read_report).collect::<Result<_>>()?;
+    let report = merge_scores(&reports).map_err(|e| {
+        let names: Vec<String> = args
+            .merge
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("report {i} = {}", p.display()))
+            .collect();
+        anyhow::anyhow!("{e} ({})", names.join(", "))
+    })?;
+    if let Some(n) = args.n {
+        let covered = covered_pairs(&report);
+        let missing: Vec<usize> = (0..n).filter(|i| !covered.contains(i)).collect();
+        let extra: Vec<usize> = covered.iter().copied().filter(|&i| i >= n).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            bail!(
+                "the reports do not cover exactly pairs 0..{n}: missing {missing:?}, beyond \
+                 {extra:?}; score the missing shards with `advface score --n {n} --shard K/N`"
+            );
+        }
+    }
+    Ok(report)
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
-    let pairs = advface_data::read_pairs(&args.pairs)?;
-    let selected: Vec<usize> = (0..args.n.map_or(pairs.len(), |n| n.min(pairs.len()))).collect();
-    if selected.is_empty() {
-        bail!("{} lists no pair", args.pairs.display());
-    }
-    if !args.adv.is_dir() {
-        bail!(
-            "{} is not a folder: give the --out folder of `advface attack`",
-            args.adv.display()
-        );
-    }
-    let oracle = open_oracle(&args.oracle)?;
-    let report = score_run(
-        &pairs,
-        &selected,
-        &args.crops,
-        &args.adv,
-        oracle.as_ref(),
-        default_threshold(),
-    );
+    let report = if args.merge.is_empty() {
+        // clap makes these present without --merge.
+        let (Some(pairs_file), Some(crops), Some(adv)) = (&args.pairs, &args.crops, &args.adv)
+        else {
+            bail!("give --pairs, --crops and --adv, or --merge");
+        };
+        let pairs = advface_data::read_pairs(pairs_file)?;
+        let selected = select_pairs(pairs.len(), args.n, args.shard.unwrap_or((0, 1)));
+        if selected.is_empty() {
+            bail!("{} lists no pair to score", pairs_file.display());
+        }
+        if !adv.is_dir() {
+            bail!(
+                "{} is not a folder: give the --out folder of `advface attack`",
+                adv.display()
+            );
+        }
+        let oracle = open_oracle(&args.oracle)?;
+        score_run(
+            &pairs,
+            &selected,
+            crops,
+            adv,
+            oracle.as_ref(),
+            default_threshold(),
+        )
+    } else {
+        merged(&args)?
+    };
     for (i, e) in &report.failed {
         eprintln!("error: pair {i}: {e}");
     }
