@@ -33,6 +33,26 @@ pub enum MergeError {
         expected: f64,
         found: f64,
     },
+    /// The reports were scored by different black boxes.
+    #[error(
+        "report {index} was scored by black box '{found}', not '{expected}): score every \
+         shard against the same black box"
+    )]
+    BlackBox {
+        index: usize,
+        expected: String,
+        found: String,
+    },
+    /// The reports are of different attack runs (their `config.json` differ).
+    #[error(
+        "report {index} is of another run (config.json sha256 {found}, not {expected}): \
+         merge only the shards of one `advface attack` configuration"
+    )]
+    Run {
+        index: usize,
+        expected: String,
+        found: String,
+    },
     /// A report's per-pair list does not agree with its summary (edited or truncated).
     #[error(
         "report {index} lists {listed} scored pairs but its summary counts {counted}: \
@@ -82,6 +102,17 @@ fn merge_summary(parts: &[&Summary], per_pair_scores: &[f64]) -> Summary {
 pub fn merge_scores(reports: &[RunScore]) -> Result<RunScore, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
     let mut owner = std::collections::BTreeMap::new();
+    // The first report that names its black box, and the first that has its run's config:
+    // every other report that records them must agree.
+    let black_box = reports
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !r.black_box.is_empty())
+        .map(|(i, r)| (i, r.black_box.as_str()));
+    let config = reports
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| r.run_config_sha256.as_deref().map(|c| (i, c)));
     for (i, r) in reports.iter().enumerate() {
         if r.per_pair.len() != r.attacked.pairs {
             return Err(MergeError::Inconsistent {
@@ -96,6 +127,22 @@ pub fn merge_scores(reports: &[RunScore]) -> Result<RunScore, MergeError> {
                 expected: first.attacked.threshold,
                 found: r.attacked.threshold,
             });
+        }
+        if let Some(b) = black_box.filter(|b| !r.black_box.is_empty() && r.black_box != b.1) {
+            return Err(MergeError::BlackBox {
+                index: i,
+                expected: format!("{}' (report {}", b.1, b.0),
+                found: r.black_box.clone(),
+            });
+        }
+        if let (Some(c), Some(found)) = (config, &r.run_config_sha256) {
+            if *found != c.1 {
+                return Err(MergeError::Run {
+                    index: i,
+                    expected: format!("{} (report {})", c.1, c.0),
+                    found: found.clone(),
+                });
+            }
         }
         for p in covered_pairs(r) {
             if let Some(&f) = owner.get(&p) {
@@ -157,6 +204,12 @@ pub fn merge_scores(reports: &[RunScore]) -> Result<RunScore, MergeError> {
         scoring_queries: reports.iter().map(|r| r.scoring_queries).sum(),
         wall_s: reports.iter().map(|r| r.wall_s).sum(),
         machine: machines.join("; "),
+        black_box: reports
+            .iter()
+            .map(|r| r.black_box.clone())
+            .find(|b| !b.is_empty())
+            .unwrap_or_default(),
+        run_config_sha256: reports.iter().find_map(|r| r.run_config_sha256.clone()),
     })
 }
 
@@ -200,6 +253,8 @@ mod tests {
             scoring_queries: 15 * idx.len() as u64,
             wall_s: 1.0,
             machine: "m".into(),
+            black_box: "faceapi".into(),
+            run_config_sha256: Some("abc".into()),
         }
     }
 
@@ -267,9 +322,26 @@ mod tests {
         let mut other = report(&[1], &[0.4], &[0.8], 0, 1.0);
         other.attacked.threshold = 0.5;
         assert!(matches!(
-            merge_scores(&[s0, other]),
+            merge_scores(&[s0.clone(), other]),
             Err(MergeError::Threshold { index: 1, .. })
         ));
+        let mut judge = report(&[1], &[0.4], &[0.8], 0, 1.0);
+        judge.black_box = "student".into();
+        assert!(matches!(
+            merge_scores(&[s0.clone(), judge]),
+            Err(MergeError::BlackBox { index: 1, .. })
+        ));
+        let mut run = report(&[1], &[0.4], &[0.8], 0, 1.0);
+        run.run_config_sha256 = Some("def".into());
+        assert!(matches!(
+            merge_scores(&[s0.clone(), run]),
+            Err(MergeError::Run { index: 1, .. })
+        ));
+        // A report older than these fields (none recorded) merges with any.
+        let mut old = report(&[1], &[0.4], &[0.8], 0, 1.0);
+        old.black_box = String::new();
+        old.run_config_sha256 = None;
+        assert!(merge_scores(&[s0, old]).is_ok());
         assert_eq!(merge_scores(&[]).unwrap_err(), MergeError::Empty);
     }
 

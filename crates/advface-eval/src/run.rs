@@ -10,6 +10,7 @@ use advface_core::{Descriptor, Oracle, RgbImage, SSIM_LIMIT};
 use advface_data::Pair;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::{f64_or_nan, score_pair, summarise, PairScore, Summary};
 
@@ -70,6 +71,13 @@ pub struct RunScore {
     pub wall_s: f64,
     /// The machine, in words.
     pub machine: String,
+    /// The black box that scored (its name); empty in reports older than this field.
+    #[serde(default)]
+    pub black_box: String,
+    /// SHA-256 of the run's `config.json` (what the attack ran), when the folder has one:
+    /// reports of different runs are never merged.
+    #[serde(default)]
+    pub run_config_sha256: Option<String>,
 }
 
 struct Scored {
@@ -281,6 +289,10 @@ pub fn score_run(
         scoring_queries: oracle.stats().queries - before,
         wall_s: start.elapsed().as_secs_f64(),
         machine: machine(),
+        black_box: oracle.name(),
+        run_config_sha256: std::fs::read(adv.join("config.json"))
+            .ok()
+            .map(|b| format!("{:x}", Sha256::digest(&b))),
     }
 }
 
