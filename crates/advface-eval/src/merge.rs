@@ -35,21 +35,24 @@ pub enum MergeError {
     },
     /// The reports were scored by different black boxes.
     #[error(
-        "report {index} was scored by black box '{found}', not '{expected}): score every \
-         shard against the same black box"
+        "report {index} was scored by black box '{found}', report {reference} by \
+         '{expected}': score every shard against the same black box"
     )]
     BlackBox {
         index: usize,
+        reference: usize,
         expected: String,
         found: String,
     },
     /// The reports are of different attack runs (their `config.json` differ).
     #[error(
-        "report {index} is of another run (config.json sha256 {found}, not {expected}): \
-         merge only the shards of one `advface attack` configuration"
+        "report {index} is of another run than report {reference} (config.json sha256 \
+         {found} against {expected}): merge only the shards of one `advface attack` \
+         configuration"
     )]
     Run {
         index: usize,
+        reference: usize,
         expected: String,
         found: String,
     },
@@ -131,7 +134,8 @@ pub fn merge_scores(reports: &[RunScore]) -> Result<RunScore, MergeError> {
         if let Some(b) = black_box.filter(|b| !r.black_box.is_empty() && r.black_box != b.1) {
             return Err(MergeError::BlackBox {
                 index: i,
-                expected: format!("{}' (report {}", b.1, b.0),
+                reference: b.0,
+                expected: b.1.to_string(),
                 found: r.black_box.clone(),
             });
         }
@@ -139,7 +143,8 @@ pub fn merge_scores(reports: &[RunScore]) -> Result<RunScore, MergeError> {
             if *found != c.1 {
                 return Err(MergeError::Run {
                     index: i,
-                    expected: format!("{} (report {})", c.1, c.0),
+                    reference: c.0,
+                    expected: c.1.to_string(),
                     found: found.clone(),
                 });
             }
@@ -204,12 +209,8 @@ pub fn merge_scores(reports: &[RunScore]) -> Result<RunScore, MergeError> {
         scoring_queries: reports.iter().map(|r| r.scoring_queries).sum(),
         wall_s: reports.iter().map(|r| r.wall_s).sum(),
         machine: machines.join("; "),
-        black_box: reports
-            .iter()
-            .map(|r| r.black_box.clone())
-            .find(|b| !b.is_empty())
-            .unwrap_or_default(),
-        run_config_sha256: reports.iter().find_map(|r| r.run_config_sha256.clone()),
+        black_box: black_box.map(|b| b.1.to_string()).unwrap_or_default(),
+        run_config_sha256: config.map(|c| c.1.to_string()),
     })
 }
 
