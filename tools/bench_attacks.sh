@@ -76,16 +76,21 @@ for r in "${runs[@]}"; do
   if [ -n "$keep" ]; then
     mkdir -p "$keep/$name"
     if [ -f "$dir/config.json" ]; then cp "$dir/config.json" "$keep/$name/config.json"; fi
+    # The run's evidence, under its unsharded names; a shard's goes to its own folder.
+    dest="$keep/$name"
+    files=(score.json attack.log time.txt)
     if [ -n "$shard" ]; then
-      k=${shard%/*}
       of=${shard#*/}
-      sd="$keep/$name/shards/$k-of-$of"
-      mkdir -p "$sd"
-      for f in score attack time wall_s; do
-        for ext in .json .log .txt ""; do
-          if [ -f "$dir/$f$tag$ext" ]; then cp "$dir/$f$tag$ext" "$sd/$f$ext"; fi
-        done
-      done
+      dest="$keep/$name/shards/${shard%/*}-of-$of"
+      files+=(wall_s)
+    fi
+    mkdir -p "$dest"
+    for f in "${files[@]}"; do
+      src="$dir/${f%.*}$tag"
+      if [ "$f" != "${f%.*}" ]; then src="$src.${f##*.}"; fi
+      if [ -f "$src" ]; then cp "$src" "$dest/$f"; fi
+    done
+    if [ -n "$shard" ]; then
       parts=()
       for ((i = 0; i < of; i++)); do
         if [ -f "$keep/$name/shards/$i-of-$of/score.json" ]; then
@@ -96,10 +101,6 @@ for r in "${runs[@]}"; do
         "$bin" score --merge "${parts[@]}" --n "$n" --json "$keep/$name/score.json" \
           > /dev/null || echo "merging the shards of $name failed" >&2
       fi
-    else
-      for f in score.json attack.log time.txt; do
-        if [ -f "$dir/$f" ]; then cp "$dir/$f" "$keep/$name/$f"; fi
-      done
     fi
   fi
   python3 - "$dir" "$name$tag" "$tag" <<'PY'
