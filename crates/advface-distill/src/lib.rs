@@ -36,6 +36,6 @@ pub use store::{
     MAX_KEY_LEN, STORE_FILE_NAME,
 };
 pub use train::{
-    epoch_order, epoch_shuffle_seed, metrics, train, EpochRow, Metrics, TrainConfig, TrainError,
-    TrainEvent, TrainReport, TrainState, FINAL_WEIGHTS,
+    epoch_order, epoch_shuffle_seed, metrics, train, EpochRow, InitWeights, Metrics, TrainConfig,
+    TrainError, TrainEvent, TrainReport, TrainState, FINAL_WEIGHTS,
 };

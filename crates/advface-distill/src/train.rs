@@ -71,6 +71,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Descriptor length, taken from the store (resolved by [`train`]).
     pub descriptor_len: usize,
+    /// Weights the student starts from instead of the seeded random ones (fine-tuning a
+    /// trained student, e.g. on a larger store). Default none. Its SHA-256 is resolved by
+    /// [`train`] and kept in config.json, so a resume with another file is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitWeights>,
     /// Minutes between checkpoints within an epoch (run control, not stored or compared).
     /// Default 5.
     #[serde(skip, default = "default_checkpoint_minutes")]
@@ -84,6 +89,17 @@ pub struct TrainConfig {
     #[doc(hidden)]
     #[serde(skip)]
     pub max_steps: Option<u64>,
+}
+
+/// The weights a run starts from ([`TrainConfig::init`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitWeights {
+    /// The weight file (a `student.weights` saved by a run or a checkpoint), as given.
+    pub path: PathBuf,
+    /// Its SHA-256 as hex (resolved by [`train`]; what a resume compares).
+    #[serde(default)]
+    pub sha256: String,
 }
 
 fn default_checkpoint_minutes() -> f64 {
@@ -105,6 +121,7 @@ impl Default for TrainConfig {
             val_percent: crate::split::DEFAULT_VAL_PERCENT,
             seed: 0,
             descriptor_len: 128,
+            init: None,
             checkpoint_minutes: default_checkpoint_minutes(),
             max_minutes: None,
             max_steps: None,
@@ -447,6 +464,9 @@ pub fn train(
     let mut cfg = cfg.clone();
     cfg.descriptor_len = spec.descriptor_len;
     cfg.validate()?;
+    if let Some(init) = &mut cfg.init {
+        init.sha256 = sha256_file(&init.path)?;
+    }
 
     // The run folder and its config.
     fs::create_dir_all(run_dir.join("checkpoint")).map_err(io_err(run_dir))?;
@@ -458,12 +478,19 @@ pub fn train(
             path: config_path.clone(),
             reason: e.to_string(),
         })?;
-        let comparable = TrainConfig {
+        let mut comparable = TrainConfig {
             checkpoint_minutes: cfg.checkpoint_minutes,
             max_minutes: cfg.max_minutes,
             max_steps: cfg.max_steps,
             ..stored
         };
+        // The same init file named by another path (another working folder) is the same
+        // run: only its content counts.
+        if let (Some(stored), Some(asked)) = (&mut comparable.init, &cfg.init) {
+            if stored.sha256 == asked.sha256 {
+                stored.path = asked.path.clone();
+            }
+        }
         if comparable != cfg {
             return Err(TrainError::ConfigMismatch {
                 path: config_path,
@@ -511,7 +538,10 @@ pub fn train(
         t.load_optimizer(&ckpt_dir.join(&state.optimizer))?;
         (t, state.clone(), Some(state))
     } else {
-        let t = StudentTrainer::new(cfg.student(), cfg.seed)?;
+        let t = match &cfg.init {
+            Some(init) => StudentTrainer::load(cfg.student(), &init.path)?,
+            None => StudentTrainer::new(cfg.student(), cfg.seed)?,
+        };
         let state = TrainState {
             epoch: 0,
             position: 0,

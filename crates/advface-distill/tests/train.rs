@@ -1,13 +1,14 @@
 //! Training a tiny student on a tiny random store: the run folder, resume after a stop
-//! (same final weights as an uninterrupted run), and a changed config on resume.
+//! (same final weights as an uninterrupted run), a changed config on resume, and a run
+//! that starts from trained weights (`init`).
 
 use std::path::Path;
 
 use advface_distill::{
-    train, AugmentConfig, DescriptorStore, SampleRef, StoreSpec, TrainConfig, TrainError,
-    TrainEvent,
+    epoch_order, split_by_identity, train, AugmentConfig, DescriptorStore, InitWeights, SampleRef,
+    StoreSpec, TrainConfig, TrainError, TrainEvent,
 };
-use advface_models::StudentTrainer;
+use advface_models::{StudentError, StudentTrainer};
 
 const N: usize = 40;
 const D: usize = 16;
@@ -201,4 +202,120 @@ fn a_changed_config_on_resume_is_a_clear_error() {
         ..tiny()
     };
     train(&store, &run, &more_often, |_| {}).unwrap();
+}
+
+/// The batch MSE of the first step of a run of `cfg`, stopped after it.
+fn first_step_mse(store: &Path, run: &Path, cfg: &TrainConfig) -> Result<f32, TrainError> {
+    let mut mse = None;
+    let stop = TrainConfig {
+        max_steps: Some(1),
+        ..cfg.clone()
+    };
+    train(store, run, &stop, |e| {
+        if let TrainEvent::Step { mse: m, .. } = e {
+            mse.get_or_insert(m);
+        }
+    })?;
+    Ok(mse.expect("one step"))
+}
+
+#[test]
+fn a_run_can_start_from_trained_weights_and_a_resume_checks_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    make_store(&store);
+    let trained = tmp.path().join("trained");
+    train(&store, &trained, &tiny(), |_| {}).unwrap();
+    let weights = trained.join("student.weights");
+    let init = |path: &Path| TrainConfig {
+        init: Some(InitWeights {
+            path: path.to_path_buf(),
+            sha256: String::new(),
+        }),
+        ..tiny()
+    };
+
+    // The first step of the warm run is the trained student's step on the run's first
+    // batch: its loss is bit for bit what the trained weights give that batch, and not what
+    // the seeded random weights give.
+    let warm = tmp.path().join("warm");
+    let warm_mse = first_step_mse(&store, &warm, &init(&weights)).unwrap();
+    let cold_mse = first_step_mse(&store, &tmp.path().join("cold"), &tiny()).unwrap();
+    let samples = DescriptorStore::open_existing(&store)
+        .unwrap()
+        .load_all()
+        .unwrap();
+    let split = split_by_identity(&samples.keys, tiny().val_percent);
+    let order = epoch_order(&split.train, tiny().seed, 0);
+    let (mut crops, mut targets) = (Vec::new(), Vec::new());
+    for &i in &order[..tiny().batch] {
+        crops.extend_from_slice(samples.crop(i));
+        targets.extend_from_slice(samples.descriptor(i));
+    }
+    let mut direct =
+        StudentTrainer::load(StudentTrainer::read_config(&weights).unwrap(), &weights).unwrap();
+    let direct_mse = direct.step(&crops, &targets, tiny().lr).unwrap();
+    assert_eq!(warm_mse.to_bits(), direct_mse.to_bits());
+    assert_ne!(warm_mse.to_bits(), cold_mse.to_bits());
+
+    // config.json names the file and its hash.
+    let sha = read(&trained.join("weights.sha256"));
+    let sha = sha.split_whitespace().next().unwrap();
+    let config = read(&warm.join("config.json"));
+    assert!(config.contains(sha), "{config}");
+
+    // Resuming with the same weights under another path goes on; other weights are refused.
+    let copy = tmp.path().join("copy.weights");
+    std::fs::copy(&weights, &copy).unwrap();
+    train(
+        &store,
+        &warm,
+        &TrainConfig {
+            max_steps: Some(1),
+            ..init(&copy)
+        },
+        |_| {},
+    )
+    .unwrap();
+    let other = tmp.path().join("other.weights");
+    StudentTrainer::new(
+        TrainConfig {
+            descriptor_len: D,
+            ..tiny()
+        }
+        .student(),
+        7,
+    )
+    .unwrap()
+    .save(&other)
+    .unwrap();
+    let err = train(&store, &warm, &init(&other), |_| {}).unwrap_err();
+    assert!(matches!(err, TrainError::ConfigMismatch { .. }), "{err}");
+
+    // Weights of another architecture, or no file at all: clear errors naming the file.
+    let wide = tmp.path().join("wide.weights");
+    StudentTrainer::new(
+        TrainConfig {
+            width: 16,
+            descriptor_len: D,
+            ..tiny()
+        }
+        .student(),
+        7,
+    )
+    .unwrap()
+    .save(&wide)
+    .unwrap();
+    let err = train(&store, &tmp.path().join("w"), &init(&wide), |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::Student(StudentError::ConfigMismatch { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("wide.weights"), "{err}");
+    let missing = tmp.path().join("missing.weights");
+    let err = train(&store, &tmp.path().join("m"), &init(&missing), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("missing.weights"), "{err}");
 }

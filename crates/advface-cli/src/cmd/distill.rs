@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use advface_core::Oracle;
 use advface_distill::{
     collect, collect_store_spec, train, AugmentConfig, CollectConfig, CollectError, CollectEvent,
-    CollectReport, DescriptorStore, TrainConfig, TrainEvent, DEFAULT_BATCH,
+    CollectReport, DescriptorStore, InitWeights, TrainConfig, TrainEvent, DEFAULT_BATCH,
 };
 use advface_models::Arch;
 use advface_oracle::{HttpConfig, HttpOracle};
@@ -132,6 +132,11 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of the shuffles.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Start from these trained weights instead of random ones (fine-tuning, e.g. on a
+    /// larger store): a student.weights file or a run folder holding one. The architecture
+    /// options must match the file's. Its SHA-256 goes into the run's config.json.
+    #[arg(long, value_name = "WEIGHTS|RUN")]
+    pub init: Option<PathBuf>,
     /// Minutes between checkpoints within an epoch (also one at each epoch end).
     #[arg(long, value_name = "M", default_value_t = 5.0)]
     pub checkpoint_minutes: f64,
@@ -194,6 +199,14 @@ fn run_train(args: TrainArgs) -> Result<ExitCode> {
         lr_gamma: args.lr_gamma,
         val_percent: args.val_percent,
         seed: args.seed,
+        init: args.init.as_deref().map(|p| InitWeights {
+            path: if p.is_dir() {
+                p.join(advface_distill::FINAL_WEIGHTS)
+            } else {
+                p.to_path_buf()
+            },
+            sha256: String::new(),
+        }),
         checkpoint_minutes: args.checkpoint_minutes,
         max_minutes: args.max_minutes,
         max_steps: args.max_steps,
