@@ -67,9 +67,16 @@ for r in "${runs[@]}"; do
   t=()
   if [ ${#timer[@]} -gt 0 ]; then t=("${timer[@]}" "$dir/time$tag.txt"); fi
   # shellcheck disable=SC2086
+  rc=0
   "${t[@]}" "$bin" attack --pairs "$data/pairs_list.csv" --crops "$data/crops" --out "$dir" \
-    --n "$n" "${shard_args[@]}" --students "$students" $flags 2>> "$dir/attack$tag.log" || true
+    --n "$n" "${shard_args[@]}" --students "$students" $flags 2>> "$dir/attack$tag.log" || rc=$?
   echo "$(( $(date +%s) - start ))" >> "$dir/wall_s$tag"
+  if [ "$rc" -ne 0 ]; then
+    # Stopped or failed part-way: scoring now would keep a report with missing pairs as the
+    # run's (or shard's) evidence. Rerunning the script resumes the attack.
+    echo "| $name$tag | (attack exited $rc: see $dir/attack$tag.log; rerun to resume) | | | | | | |"
+    continue
+  fi
   "$bin" score --pairs "$data/pairs_list.csv" --crops "$data/crops" --adv "$dir" --n "$n" \
     "${shard_args[@]}" --json "$dir/score$tag.json" > "$dir/score$tag.md" \
     2> "$dir/score$tag.log" || true

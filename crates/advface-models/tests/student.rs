@@ -609,20 +609,29 @@ fn student_mobilefacenet_refuses_output_bn_and_batches_of_one() {
     .needs_batch_of_two());
 }
 
+/// The committed students load with the architecture their README names: the shipped
+/// dlib-like one (built into the binary) and the two earlier ones, whose files predate
+/// later format changes.
 #[test]
-fn the_shipped_student_weights_still_load_as_resnet18() {
+fn the_committed_student_weights_load_with_their_architectures() {
     use advface_core::{Embedder, PixelBatch, RgbImage};
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/student/student.weights");
-    let config = StudentTrainer::read_config(&path).unwrap();
-    assert_eq!(config.arch, Arch::ResNet18);
-    let embedder = advface_models::StudentEmbedder::load(&path).unwrap();
-    assert_eq!(embedder.config(), &config);
-    let image = RgbImage::new(112, 112, crops(1, 101)).unwrap();
-    let d = embedder
-        .embed(&PixelBatch::from_images(&[image]).unwrap())
-        .unwrap();
-    assert_eq!(d.len(), 1);
-    assert_eq!(d[0].0.len(), config.descriptor_len);
-    assert!(d[0].0.iter().all(|v| v.is_finite()));
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    for (folder, arch) in [
+        ("student", Arch::Dlib),
+        ("student-dlib", Arch::Dlib),
+        ("student-r18", Arch::ResNet18),
+    ] {
+        let path = models.join(folder).join("student.weights");
+        let config = StudentTrainer::read_config(&path).unwrap();
+        assert_eq!(config.arch, arch, "{folder}");
+        let embedder = advface_models::StudentEmbedder::load(&path).unwrap();
+        assert_eq!(embedder.config(), &config);
+        let image = RgbImage::new(112, 112, crops(1, 101)).unwrap();
+        let d = embedder
+            .embed(&PixelBatch::from_images(&[image]).unwrap())
+            .unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0.len(), config.descriptor_len);
+        assert!(d[0].0.iter().all(|v| v.is_finite()), "{folder}");
+    }
 }
