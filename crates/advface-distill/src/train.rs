@@ -16,6 +16,10 @@
 //! Rerunning the same command resumes from `checkpoint/`: same weights, Adam state, epoch,
 //! position in that epoch's shuffle (the shuffle of epoch `e` depends on `(seed, e)` only),
 //! so an interrupted and resumed run ends with the same weights as an uninterrupted one.
+//!
+//! A run starts from the seeded random weights, or from a trained student's
+//! ([`TrainConfig::init`]: fine-tuning, e.g. on a store with more augmented copies); the
+//! init file's SHA-256 is part of the config, so a resume with other weights is refused.
 
 use std::fs;
 use std::io::Write;
