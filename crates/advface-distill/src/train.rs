@@ -468,9 +468,16 @@ pub fn train(
     let mut cfg = cfg.clone();
     cfg.descriptor_len = spec.descriptor_len;
     cfg.validate()?;
-    if let Some(init) = &mut cfg.init {
-        init.sha256 = sha256_file(&init.path)?;
-    }
+    // The init weights are read (and checked against the config) before anything is
+    // written, so a wrong file leaves no run folder to be refused on the corrected rerun.
+    let student = cfg.student();
+    let mut init_trainer = match &mut cfg.init {
+        Some(init) => {
+            init.sha256 = sha256_file(&init.path)?;
+            Some(StudentTrainer::load(student, &init.path)?)
+        }
+        None => None,
+    };
 
     // The run folder and its config.
     fs::create_dir_all(run_dir.join("checkpoint")).map_err(io_err(run_dir))?;
@@ -542,8 +549,8 @@ pub fn train(
         t.load_optimizer(&ckpt_dir.join(&state.optimizer))?;
         (t, state.clone(), Some(state))
     } else {
-        let t = match &cfg.init {
-            Some(init) => StudentTrainer::load(cfg.student(), &init.path)?,
+        let t = match init_trainer.take() {
+            Some(t) => t,
             None => StudentTrainer::new(cfg.student(), cfg.seed)?,
         };
         let state = TrainState {

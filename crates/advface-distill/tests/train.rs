@@ -315,6 +315,8 @@ fn a_run_can_start_from_trained_weights_and_a_resume_checks_them() {
         "{err}"
     );
     assert!(err.to_string().contains("wide.weights"), "{err}");
+    // Nothing was written, so the corrected command can use the same run folder.
+    assert!(!tmp.path().join("w").exists());
     let missing = tmp.path().join("missing.weights");
     let err = train(&store, &tmp.path().join("m"), &init(&missing), |_| {}).unwrap_err();
     assert!(err.to_string().contains("missing.weights"), "{err}");
