@@ -66,8 +66,8 @@ for r in "${runs[@]}"; do
   start=$(date +%s)
   t=()
   if [ ${#timer[@]} -gt 0 ]; then t=("${timer[@]}" "$dir/time$tag.txt"); fi
-  # shellcheck disable=SC2086
   rc=0
+  # shellcheck disable=SC2086
   "${t[@]}" "$bin" attack --pairs "$data/pairs_list.csv" --crops "$data/crops" --out "$dir" \
     --n "$n" "${shard_args[@]}" --students "$students" $flags 2>> "$dir/attack$tag.log" || rc=$?
   echo "$(( $(date +%s) - start ))" >> "$dir/wall_s$tag"

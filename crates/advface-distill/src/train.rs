@@ -437,9 +437,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     })
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 fn sha256_file(path: &Path) -> Result<String, TrainError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
+    Ok(sha256_hex(&bytes))
 }
 
 /// Trains (or resumes) a student on the store in `store_dir`, keeping everything in
@@ -470,11 +474,13 @@ pub fn train(
     cfg.validate()?;
     // The init weights are read (and checked against the config) before anything is
     // written, so a wrong file leaves no run folder to be refused on the corrected rerun.
+    // The file is read once, for its hash and for the weights.
     let student = cfg.student();
     let mut init_trainer = match &mut cfg.init {
         Some(init) => {
-            init.sha256 = sha256_file(&init.path)?;
-            Some(StudentTrainer::load(student, &init.path)?)
+            let bytes = fs::read(&init.path).map_err(io_err(&init.path))?;
+            init.sha256 = sha256_hex(&bytes);
+            Some(StudentTrainer::load_bytes(student, &bytes, &init.path)?)
         }
         None => None,
     };

@@ -2,11 +2,11 @@
 //! (same final weights as an uninterrupted run), a changed config on resume, and a run
 //! that starts from trained weights (`init`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use advface_distill::{
     epoch_order, split_by_identity, train, AugmentConfig, DescriptorStore, InitWeights, SampleRef,
-    StoreSpec, TrainConfig, TrainError, TrainEvent,
+    Samples, StoreSpec, TrainConfig, TrainError, TrainEvent,
 };
 use advface_models::{StudentError, StudentTrainer};
 
@@ -57,16 +57,33 @@ fn tiny() -> TrainConfig {
     }
 }
 
+/// A temporary folder holding the store of [`make_store`] (at `store`).
+fn tmp_with_store() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    make_store(&store);
+    (tmp, store)
+}
+
+/// The student saved in `weights`, with the config stored in the file.
+fn load_student(weights: &Path) -> StudentTrainer {
+    StudentTrainer::load(StudentTrainer::read_config(weights).unwrap(), weights).unwrap()
+}
+
+fn load_samples(store: &Path) -> Samples {
+    DescriptorStore::open_existing(store)
+        .unwrap()
+        .load_all()
+        .unwrap()
+}
+
 /// The bits of the descriptors that the student in `weights` gives to every crop of the
 /// store: equal for equal weights.
 fn outputs(weights: &Path, store: &Path) -> Vec<u32> {
-    let config = StudentTrainer::read_config(weights).unwrap();
-    let student = StudentTrainer::load(config, weights).unwrap();
-    let samples = DescriptorStore::open_existing(store)
-        .unwrap()
-        .load_all()
+    let samples = load_samples(store);
+    let out = load_student(weights)
+        .predict(&samples.crops, samples.len())
         .unwrap();
-    let out = student.predict(&samples.crops, samples.len()).unwrap();
     out.iter().map(|v| v.to_bits()).collect()
 }
 
@@ -76,9 +93,7 @@ fn read(path: &Path) -> String {
 
 #[test]
 fn run_folder_is_written_and_a_stopped_run_resumes_to_the_same_weights() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    make_store(&store);
+    let (tmp, store) = tmp_with_store();
 
     // Uninterrupted.
     let full = tmp.path().join("full");
@@ -178,9 +193,7 @@ fn run_folder_is_written_and_a_stopped_run_resumes_to_the_same_weights() {
 
 #[test]
 fn a_changed_config_on_resume_is_a_clear_error() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    make_store(&store);
+    let (tmp, store) = tmp_with_store();
     let run = tmp.path().join("run");
     let stop = TrainConfig {
         max_steps: Some(1),
@@ -221,9 +234,7 @@ fn first_step_mse(store: &Path, run: &Path, cfg: &TrainConfig) -> Result<f32, Tr
 
 #[test]
 fn a_run_can_start_from_trained_weights_and_a_resume_checks_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    make_store(&store);
+    let (tmp, store) = tmp_with_store();
     let trained = tmp.path().join("trained");
     train(&store, &trained, &tiny(), |_| {}).unwrap();
     let weights = trained.join("student.weights");
@@ -241,10 +252,7 @@ fn a_run_can_start_from_trained_weights_and_a_resume_checks_them() {
     let warm = tmp.path().join("warm");
     let warm_mse = first_step_mse(&store, &warm, &init(&weights)).unwrap();
     let cold_mse = first_step_mse(&store, &tmp.path().join("cold"), &tiny()).unwrap();
-    let samples = DescriptorStore::open_existing(&store)
-        .unwrap()
-        .load_all()
-        .unwrap();
+    let samples = load_samples(&store);
     let split = split_by_identity(&samples.keys, tiny().val_percent);
     let order = epoch_order(&split.train, tiny().seed, 0);
     let (mut crops, mut targets) = (Vec::new(), Vec::new());
@@ -252,9 +260,9 @@ fn a_run_can_start_from_trained_weights_and_a_resume_checks_them() {
         crops.extend_from_slice(samples.crop(i));
         targets.extend_from_slice(samples.descriptor(i));
     }
-    let mut direct =
-        StudentTrainer::load(StudentTrainer::read_config(&weights).unwrap(), &weights).unwrap();
-    let direct_mse = direct.step(&crops, &targets, tiny().lr).unwrap();
+    let direct_mse = load_student(&weights)
+        .step(&crops, &targets, tiny().lr)
+        .unwrap();
     assert_eq!(warm_mse.to_bits(), direct_mse.to_bits());
     assert_ne!(warm_mse.to_bits(), cold_mse.to_bits());
 
