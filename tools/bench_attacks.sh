@@ -14,8 +14,9 @@
 #
 # SHARD=K/S runs only every S-th pair from K (`attack --shard`, `score --shard`), for runs
 # longer than one session: the shard's evidence goes to KEEP/<run>/shards/K-of-S/, and once
-# all S shards are there `advface score --merge` writes KEEP/<run>/score.json, the whole
-# run's report, as if it had been scored at once.
+# the shards there cover pairs 0..N-1 (S may differ between shards, e.g. K/10 and the two
+# halves K/20, (K+10)/20 of another), `advface score --merge` writes KEEP/<run>/score.json,
+# the whole run's report, as if it had been scored at once.
 set -euo pipefail
 data=$1
 out=$2
@@ -98,13 +99,26 @@ for r in "${runs[@]}"; do
       if [ -f "$src" ]; then cp "$src" "$dest/$f"; fi
     done
     if [ -n "$shard" ]; then
+      # Merge once the shards kept so far cover pairs 0..n-1, whatever their S: a run may
+      # mix K/10 and K/20 shards to fit sessions. `score --merge --n` checks it again.
       parts=()
-      for ((i = 0; i < of; i++)); do
-        if [ -f "$keep/$name/shards/$i-of-$of/score.json" ]; then
-          parts+=("$keep/$name/shards/$i-of-$of/score.json")
-        fi
+      unset seen
+      declare -A seen=()
+      overlap=""
+      for d in "$keep/$name"/shards/*-of-*; do
+        if [ ! -f "$d/score.json" ]; then continue; fi
+        b=${d##*/}
+        k=${b%-of-*}
+        s=${b#*-of-}
+        parts+=("$d/score.json")
+        for ((i = k; i < n; i += s)); do
+          if [ -n "${seen[$i]:-}" ]; then overlap="$overlap $i"; fi
+          seen[$i]=1
+        done
       done
-      if [ ${#parts[@]} -eq "$of" ]; then
+      if [ -n "$overlap" ]; then
+        echo "not merging $name: pairs$overlap are in more than one of $keep/$name/shards/" >&2
+      elif [ ${#seen[@]} -eq "$n" ]; then
         "$bin" score --merge "${parts[@]}" --n "$n" --json "$keep/$name/score.json" \
           > /dev/null || echo "merging the shards of $name failed" >&2
       fi
