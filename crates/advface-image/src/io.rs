@@ -239,7 +239,9 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>, ImageError> {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and
-/// synced, then renamed over `path`. Creates the parent folders.
+/// synced, then renamed over `path`. Creates the parent folders. The file gets the
+/// permissions `File::create` would give it (0o666 less the umask), not the temporary
+/// file's private 0o600, so results can be shared like any other output.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     let werr = |source: std::io::Error| ImageError::Write {
         path: path.to_path_buf(),
@@ -250,10 +252,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(werr)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".advface-tmp-")
-        .tempfile_in(parent)
-        .map_err(werr)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".advface-tmp-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Passed to open(2), which applies the umask, as File::create does.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(parent).map_err(werr)?;
     tmp.write_all(bytes).map_err(werr)?;
     tmp.as_file().sync_data().map_err(werr)?;
     tmp.persist(path).map_err(|e| werr(e.error))?;
@@ -275,6 +282,22 @@ pub fn write_png_atomic(path: &Path, image: &RgbImage) -> Result<(), ImageError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_writes_get_the_permissions_file_create_gives() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.txt");
+        std::fs::File::create(&plain).unwrap();
+        let atomic = dir.path().join("sub/atomic.txt");
+        write_atomic(&atomic, b"x").unwrap();
+        // Replacing an existing file too.
+        write_atomic(&atomic, b"y").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&atomic), mode(&plain));
+        assert_eq!(std::fs::read(&atomic).unwrap(), b"y");
+    }
 
     #[test]
     fn png_round_trip_is_lossless_and_deterministic() {
