@@ -19,7 +19,8 @@ pub enum MergeError {
     /// Two reports hold the same pair (the same shard given twice, or overlapping shards).
     #[error(
         "pair {pair} is in report {first} and in report {second}: give each shard once, \
-         scored with the same N in --shard K/N"
+         and shards of different N in --shard K/N only where they share no pair (K/10 with \
+         the halves K'/20 and (K'+10)/20 of another, K' != K)"
     )]
     Overlap {
         pair: usize,
