@@ -99,26 +99,21 @@ for r in "${runs[@]}"; do
       if [ -f "$src" ]; then cp "$src" "$dest/$f"; fi
     done
     if [ -n "$shard" ]; then
-      # Merge once the shards kept so far cover pairs 0..n-1, whatever their S: a run may
-      # mix K/10 and K/20 shards to fit sessions. `score --merge --n` checks it again.
+      # Merge once the shards kept so far reach every pair 0..n-1, whatever their S: a run
+      # may mix K/10 and K/20 shards to fit sessions. `score --merge --n` refuses shards
+      # that share a pair (naming it) or leave one out.
       parts=()
       unset seen
       declare -A seen=()
-      overlap=""
       for d in "$keep/$name"/shards/*-of-*; do
         if [ ! -f "$d/score.json" ]; then continue; fi
         b=${d##*/}
         k=${b%-of-*}
         s=${b#*-of-}
         parts+=("$d/score.json")
-        for ((i = k; i < n; i += s)); do
-          if [ -n "${seen[$i]:-}" ]; then overlap="$overlap $i"; fi
-          seen[$i]=1
-        done
+        for ((i = k; i < n; i += s)); do seen[$i]=1; done
       done
-      if [ -n "$overlap" ]; then
-        echo "not merging $name: pairs$overlap are in more than one of $keep/$name/shards/" >&2
-      elif [ ${#seen[@]} -eq "$n" ]; then
+      if [ ${#seen[@]} -eq "$n" ]; then
         "$bin" score --merge "${parts[@]}" --n "$n" --json "$keep/$name/score.json" \
           > /dev/null || echo "merging the shards of $name failed" >&2
       fi
