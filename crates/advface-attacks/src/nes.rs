@@ -373,30 +373,98 @@ fn gaussian(rng: &mut Rng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
+/// Dot products of each of `rows` with `u` in f64, each summed in element order from the
+/// same start as `Iterator::sum`: bit for bit what one `.map(|(a, b)| a * b).sum()` per row
+/// gives. Four rows go through one pass, four independent sums: a sequential f64 sum is
+/// bound by the adder's latency, not its throughput, and this is where the estimator spent
+/// most of its own time (BENCHMARKS.md, "The estimator's arithmetic").
+fn dots<T: Copy + Into<f64>>(rows: &[&[T]], u: &[f32]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut chunks = rows.chunks_exact(4);
+    for c in &mut chunks {
+        out.extend_from_slice(&dots4([c[0], c[1], c[2], c[3]], u));
+    }
+    for r in chunks.remainder() {
+        out.push(
+            r.iter()
+                .zip(u)
+                .map(|(a, b)| (*a).into() * f64::from(*b))
+                .sum(),
+        );
+    }
+    out
+}
+
+/// Four sums in four locals (an array here was kept on the stack, a store and a load in
+/// every sum's chain).
+#[inline(always)]
+fn dots4<T: Copy + Into<f64>>(rows: [&[T]; 4], u: &[f32]) -> [f64; 4] {
+    let n = u.len();
+    let [r0, r1, r2, r3] = rows.map(|r| &r[..n]);
+    // `Iterator::sum` for f64 starts from -0.0 in current Rust (0.0 before): take its start.
+    let zero = std::iter::empty::<f64>().sum::<f64>();
+    let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
+    for k in 0..n {
+        let b = f64::from(u[k]);
+        a0 += r0[k].into() * b;
+        a1 += r1[k].into() * b;
+        a2 += r2[k].into() * b;
+        a3 += r3[k].into() * b;
+    }
+    [a0, a1, a2, a3]
+}
+
 /// Gram-Schmidt (twice, for stability) in the given order; vectors that are (numerically)
 /// in the span of the earlier ones are dropped.
+///
+/// The classical order, vector by vector: both passes of a vector over every earlier
+/// accepted one. The first pass of a later vector needs only the vectors accepted before
+/// it, so it is done as each is accepted, for all later vectors at once (their dot
+/// products side by side, [`dots`]); each vector still sees the same steps in the same
+/// order, so the result is bit for bit the sequential one.
 fn orthonormal(vs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-    let mut out: Vec<Vec<f32>> = Vec::with_capacity(vs.len());
-    for v in vs {
-        let mut v: Vec<f64> = v.into_iter().map(f64::from).collect();
-        let n0 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-        if !(n0 > 0.0 && n0.is_finite()) {
-            continue;
-        }
-        for _ in 0..2 {
-            for u in &out {
-                let dot: f64 = v.iter().zip(u).map(|(a, b)| a * f64::from(*b)).sum();
-                for (a, b) in v.iter_mut().zip(u) {
-                    *a -= dot * f64::from(*b);
-                }
+    orthonormal_with_norms(vs).0
+}
+
+/// [`orthonormal`], and the f64 norm each kept vector had before it was normalised (every
+/// step of the arithmetic shows in it: the tests compare it bit for bit).
+fn orthonormal_with_norms(vs: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<f64>) {
+    let mut pending: Vec<(Vec<f64>, f64)> = vs
+        .into_iter()
+        .filter_map(|v| {
+            let v: Vec<f64> = v.into_iter().map(f64::from).collect();
+            let n0 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            (n0 > 0.0 && n0.is_finite()).then_some((v, n0))
+        })
+        .collect();
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(pending.len());
+    let mut norms = Vec::with_capacity(pending.len());
+    for h in 0..pending.len() {
+        let (head, rest) = pending[h..].split_first_mut().expect("h < len");
+        let (v, n0) = head;
+        // its first pass over `out` was done as each was accepted; the second:
+        for u in &out {
+            let dot: f64 = v.iter().zip(u).map(|(a, b)| a * f64::from(*b)).sum();
+            for (a, b) in v.iter_mut().zip(u) {
+                *a -= dot * f64::from(*b);
             }
         }
         let n = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-        if n > 1e-6 * n0 {
-            out.push(v.into_iter().map(|a| (a / n) as f32).collect());
+        if n > 1e-6 * *n0 {
+            let u: Vec<f32> = v.iter().map(|a| (a / n) as f32).collect();
+            // the first pass's step along `u` for every later vector
+            let rows: Vec<&[f64]> = rest.iter().map(|(r, _)| r.as_slice()).collect();
+            let ds = dots(&rows, &u);
+            for ((r, _), dot) in rest.iter_mut().zip(ds) {
+                for (a, b) in r.iter_mut().zip(&u) {
+                    *a -= dot * f64::from(*b);
+                }
+            }
+            out.push(u);
+            norms.push(n);
         }
     }
-    out
+    (out, norms)
 }
 
 /// The minimum-norm `g` in the span of the rows `d` with `<g, d_k> = m_k` (least squares
@@ -407,18 +475,7 @@ fn least_squares_in_span(d: &[Vec<f32>], m: &[f64]) -> Vec<f32> {
         return Vec::new();
     }
     let len = d[0].len();
-    let mut gram = vec![0f64; q * q];
-    for i in 0..q {
-        for j in 0..=i {
-            let v: f64 = d[i]
-                .iter()
-                .zip(&d[j])
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum();
-            gram[i * q + j] = v;
-            gram[j * q + i] = v;
-        }
-    }
+    let mut gram = gram(&d[..q]);
     let trace: f64 = (0..q).map(|i| gram[i * q + i]).sum();
     let ridge = 1e-9 * trace.max(f64::MIN_POSITIVE) / q as f64;
     for i in 0..q {
@@ -432,6 +489,20 @@ fn least_squares_in_span(d: &[Vec<f32>], m: &[f64]) -> Vec<f32> {
         }
     }
     g
+}
+
+/// `D D^T` for the rows `d`, row-major `q x q`: row `i` against rows `0..=i` side by side.
+fn gram(d: &[Vec<f32>]) -> Vec<f64> {
+    let q = d.len();
+    let mut gram = vec![0f64; q * q];
+    let rows: Vec<&[f32]> = d.iter().map(Vec::as_slice).collect();
+    for i in 0..q {
+        for (j, v) in dots(&rows[..=i], &d[i]).into_iter().enumerate() {
+            gram[i * q + j] = v;
+            gram[j * q + i] = v;
+        }
+    }
+    gram
 }
 
 /// Solves `a x = b` for a symmetric positive definite `q x q` matrix (Cholesky).
@@ -538,6 +609,116 @@ mod tests {
         let o = orthonormal(vec![a, b, c, vec![0.0; 3]]);
         assert_eq!(o.len(), 2);
         assert!((o[1][1] - 1.0).abs() < 1e-6 && o[1][0].abs() < 1e-6);
+    }
+
+    /// The sequential Gram-Schmidt and Gram matrix as they were before [`dots`]: the
+    /// committed benchmark runs were made with these, so the fast ones must agree bit for bit.
+    fn orthonormal_sequential(vs: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<f64>) {
+        let mut out: Vec<Vec<f32>> = Vec::with_capacity(vs.len());
+        let mut norms = Vec::new();
+        for v in vs {
+            let mut v: Vec<f64> = v.into_iter().map(f64::from).collect();
+            let n0 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            if !(n0 > 0.0 && n0.is_finite()) {
+                continue;
+            }
+            for _ in 0..2 {
+                for u in &out {
+                    let dot: f64 = v.iter().zip(u).map(|(a, b)| a * f64::from(*b)).sum();
+                    for (a, b) in v.iter_mut().zip(u) {
+                        *a -= dot * f64::from(*b);
+                    }
+                }
+            }
+            let n = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            if n > 1e-6 * n0 {
+                out.push(v.into_iter().map(|a| (a / n) as f32).collect());
+                norms.push(n);
+            }
+        }
+        (out, norms)
+    }
+
+    fn gram_sequential(d: &[Vec<f32>]) -> Vec<f64> {
+        let q = d.len();
+        let mut gram = vec![0f64; q * q];
+        for i in 0..q {
+            for j in 0..=i {
+                let v: f64 = d[i]
+                    .iter()
+                    .zip(&d[j])
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                gram[i * q + j] = v;
+                gram[j * q + i] = v;
+            }
+        }
+        gram
+    }
+
+    fn bits(v: &[Vec<f32>]) -> Vec<Vec<u32>> {
+        v.iter()
+            .map(|r| r.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    }
+
+    /// Directions as the attack makes them: tiled noise, one dependent vector, a zero one,
+    /// a near-duplicate, an odd count (not a multiple of the 4 dot products side by side).
+    fn directions(n: usize, w: usize, h: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(seed);
+        let mut vs: Vec<Vec<f32>> = (0..n).map(|_| tiled_noise(w, h, 8, &mut rng)).collect();
+        let dep: Vec<f32> = vs[0].iter().zip(&vs[1]).map(|(a, b)| 2.0 * a - b).collect();
+        let near: Vec<f32> = vs[2].iter().map(|a| a * (1.0 + 1e-7)).collect();
+        vs.insert(3, dep);
+        vs.insert(5, vec![0.0; vs[0].len()]);
+        vs.insert(7, near);
+        vs
+    }
+
+    #[test]
+    fn side_by_side_dot_products_match_sequential_sums_bit_for_bit() {
+        let mut rng = Rng::new(9);
+        let u: Vec<f32> = (0..1001).map(|_| gaussian(&mut rng)).collect();
+        let rows: Vec<Vec<f64>> = (0..7)
+            .map(|_| {
+                (0..1001)
+                    .map(|_| f64::from(gaussian(&mut rng)) * 1e3)
+                    .collect()
+            })
+            .collect();
+        let mut zeros = vec![-0.0f64; 1001];
+        zeros[0] = -0.0;
+        let mut all = rows.clone();
+        all.push(zeros);
+        let refs: Vec<&[f64]> = all.iter().map(Vec::as_slice).collect();
+        let got = dots(&refs, &u);
+        for (r, g) in all.iter().zip(&got) {
+            let want: f64 = r.iter().zip(&u).map(|(a, b)| a * f64::from(*b)).sum();
+            assert_eq!(want.to_bits(), g.to_bits(), "{want} vs {g}");
+        }
+    }
+
+    #[test]
+    fn orthonormal_is_bit_for_bit_the_sequential_gram_schmidt() {
+        for (n, seed) in [(5, 1), (6, 2), (16, 3), (51, 4)] {
+            let vs = directions(n, 56, 56, seed);
+            let (fast, fast_norms) = orthonormal_with_norms(vs.clone());
+            let (slow, slow_norms) = orthonormal_sequential(vs);
+            assert_eq!(bits(&fast), bits(&slow), "{n} directions");
+            let b = |g: &[f64]| g.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(b(&fast_norms), b(&slow_norms), "{n} directions");
+            // the zero, the dependent and the near-duplicate vector are dropped
+            assert_eq!(fast.len(), n, "{n} directions");
+        }
+    }
+
+    #[test]
+    fn least_squares_gram_is_bit_for_bit_the_sequential_one() {
+        let b = |g: &[f64]| g.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (n, seed) in [(5, 5), (17, 6), (52, 7)] {
+            let d = directions(n, 40, 40, seed);
+            assert_eq!(b(&gram(&d)), b(&gram_sequential(&d)), "{n} rows");
+        }
     }
 
     #[test]
