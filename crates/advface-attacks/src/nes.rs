@@ -401,7 +401,7 @@ fn dots<T: Copy + Into<f64>>(rows: &[&[T]], u: &[f32]) -> Vec<f64> {
 fn dots4<T: Copy + Into<f64>>(rows: [&[T]; 4], u: &[f32]) -> [f64; 4] {
     let n = u.len();
     let [r0, r1, r2, r3] = rows.map(|r| &r[..n]);
-    // `Iterator::sum` for f64 starts from -0.0 in current Rust (0.0 before): take its start.
+    // `Iterator::sum`'s own start (-0.0 in current Rust), so a sum of -0.0 terms agrees too.
     let zero = std::iter::empty::<f64>().sum::<f64>();
     let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
     for k in 0..n {
@@ -662,8 +662,8 @@ mod tests {
             .collect()
     }
 
-    /// Directions as the attack makes them: tiled noise, one dependent vector, a zero one,
-    /// a near-duplicate, an odd count (not a multiple of the 4 dot products side by side).
+    /// Directions as the attack makes them (tiled noise), with a dependent vector, a zero
+    /// one and a near-duplicate put in; counts of 8 to 55, multiples of 4 and not.
     fn directions(n: usize, w: usize, h: usize, seed: u64) -> Vec<Vec<f32>> {
         let mut rng = Rng::new(seed);
         let mut vs: Vec<Vec<f32>> = (0..n).map(|_| tiled_noise(w, h, 8, &mut rng)).collect();
@@ -686,16 +686,20 @@ mod tests {
                     .collect()
             })
             .collect();
-        let mut zeros = vec![-0.0f64; 1001];
-        zeros[0] = -0.0;
-        let mut all = rows.clone();
-        all.push(zeros);
-        let refs: Vec<&[f64]> = all.iter().map(Vec::as_slice).collect();
-        let got = dots(&refs, &u);
-        for (r, g) in all.iter().zip(&got) {
-            let want: f64 = r.iter().zip(&u).map(|(a, b)| a * f64::from(*b)).sum();
-            assert_eq!(want.to_bits(), g.to_bits(), "{want} vs {g}");
-        }
+        let check = |rows: &[Vec<f64>], u: &[f32]| {
+            let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+            let got = dots(&refs, u);
+            assert_eq!(got.len(), rows.len());
+            for (r, g) in rows.iter().zip(&got) {
+                let want: f64 = r.iter().zip(u).map(|(a, b)| a * f64::from(*b)).sum();
+                assert_eq!(want.to_bits(), g.to_bits(), "{want} vs {g}");
+            }
+        };
+        // 7 rows: one pass of four, then three one at a time
+        check(&rows, &u);
+        // every term -0.0 (rows of -0.0 against positive values): the sums' start shows
+        let positive: Vec<f32> = u.iter().map(|v| v.abs() + 1.0).collect();
+        check(&vec![vec![-0.0f64; 1001]; 5], &positive);
     }
 
     #[test]
