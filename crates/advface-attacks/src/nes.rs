@@ -445,9 +445,7 @@ fn orthonormal_with_norms(vs: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<f64>) {
         // its first pass over `out` was done as each was accepted; the second:
         for u in &out {
             let dot: f64 = v.iter().zip(u).map(|(a, b)| a * f64::from(*b)).sum();
-            for (a, b) in v.iter_mut().zip(u) {
-                *a -= dot * f64::from(*b);
-            }
+            subtract_along(v, dot, u);
         }
         let n = v.iter().map(|a| a * a).sum::<f64>().sqrt();
         if n > 1e-6 * *n0 {
@@ -456,15 +454,20 @@ fn orthonormal_with_norms(vs: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<f64>) {
             let rows: Vec<&[f64]> = rest.iter().map(|(r, _)| r.as_slice()).collect();
             let ds = dots(&rows, &u);
             for ((r, _), dot) in rest.iter_mut().zip(ds) {
-                for (a, b) in r.iter_mut().zip(&u) {
-                    *a -= dot * f64::from(*b);
-                }
+                subtract_along(r, dot, &u);
             }
             out.push(u);
             norms.push(n);
         }
     }
     (out, norms)
+}
+
+/// One Gram-Schmidt step: `v -= dot * u`.
+fn subtract_along(v: &mut [f64], dot: f64, u: &[f32]) {
+    for (a, b) in v.iter_mut().zip(u) {
+        *a -= dot * f64::from(*b);
+    }
 }
 
 /// The minimum-norm `g` in the span of the rows `d` with `<g, d_k> = m_k` (least squares
