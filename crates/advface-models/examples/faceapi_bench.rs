@@ -1,5 +1,5 @@
 //! Timing of the face-api.js network: the fast forward path (`FaceApi::embed`, the implicit
-//! GEMM of `advface_models::faceapi_fast`), the burn network (`FaceApi::embed_reference`),
+//! GEMM of `advface_models::faceapi::fast`), the burn network (`FaceApi::embed_reference`),
 //! and burn's forward + input gradient.
 //!
 //! Build with the whole workspace's features (building `-p advface-models` alone resolves

@@ -1,12 +1,12 @@
 //! Choosing the black box or model a command talks to: `--model NAME|PATH` and
 //! `--oracle URL` (shared by every command that asks a black box).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use advface_core::{Embedder, Oracle};
 use advface_oracle::{Budgeted, Cached, HttpConfig, HttpOracle, LocalOracle};
-use anyhow::{bail, Context, Result};
+use advface_models::zoo::Zoo;
+use anyhow::{Context, Result};
 
 /// Flags naming the black box, flattened into commands.
 #[derive(clap::Args, Debug, Clone)]
@@ -33,87 +33,17 @@ pub struct OracleArgs {
     pub cache: Option<std::path::PathBuf>,
 }
 
-/// The names `--model` understands, for messages.
-pub const MODEL_NAMES: &str = "faceapi, student";
-
-/// The shipped student's weights, built into the binary: trained by `advface distill
-/// train` on the distillation pool; its run folder (config, log, command) is committed in
-/// `models/student`.
-const SHIPPED_STUDENT: &[u8] = include_bytes!("../../../../models/student/student.weights");
-
 /// Loads a student by name or path (`student`, a run folder, a `.weights` file) for
 /// gradients; returns it with the SHA-256 of its weights file. `student` is the shipped
-/// one (or the file `ADVFACE_STUDENT` names).
+/// one (or the file `ADVFACE_STUDENT` names). Resolved by [`advface_models::zoo`].
 pub fn load_differentiable(name: &str) -> Result<(Arc<dyn advface_core::Differentiable>, String)> {
-    let sha = |bytes: &[u8]| {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(bytes))
-    };
-    if name == "student" && std::env::var_os("ADVFACE_STUDENT").is_none() {
-        let origin = Path::new("models/student/student.weights");
-        let student = advface_models::StudentEmbedder::from_bytes(
-            SHIPPED_STUDENT,
-            origin,
-            "student (shipped)".into(),
-        )
-        .context("loading the shipped student")?;
-        return Ok((Arc::new(student), sha(SHIPPED_STUDENT)));
-    }
-    let file = if name == "student" {
-        std::path::PathBuf::from(std::env::var_os("ADVFACE_STUDENT").expect("checked above"))
-    } else {
-        student_weights(Path::new(name)).ok_or_else(|| {
-            anyhow::anyhow!(
-                "'{name}' is not a student: give `student`, a `distill train` run folder \
-                 holding student.weights, or a .weights file"
-            )
-        })?
-    };
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let student = advface_models::StudentEmbedder::load(&file)
-        .with_context(|| format!("loading the student {}", file.display()))?;
-    Ok((Arc::new(student), sha(&bytes)))
+    let loaded = Zoo::from_env().student(name)?;
+    Ok((loaded.model, loaded.provenance.sha256))
 }
 
-/// Loads a local model by name or path.
+/// Loads a local model by name or path (see [`advface_models::zoo`] for the names).
 pub fn load_embedder(model: &str) -> Result<Arc<dyn Embedder>> {
-    match model {
-        "faceapi" => Ok(Arc::new(
-            advface_models::FaceApi::embedded()
-                .context("loading the embedded face-api.js model")?,
-        )),
-        "student" => {
-            let (student, _) = load_differentiable("student")?;
-            // Trait upcasting (Rust 1.86).
-            Ok(student)
-        }
-        path if student_weights(Path::new(path)).is_some() => {
-            let file = student_weights(Path::new(path)).expect("checked by the guard");
-            let student = advface_models::StudentEmbedder::load(&file)
-                .with_context(|| format!("loading the student {}", file.display()))?;
-            Ok(Arc::new(student))
-        }
-        path if Path::new(path).is_file() => {
-            let fa = advface_models::FaceApi::from_manifest(Path::new(path))
-                .with_context(|| format!("loading the TF.js model {path}"))?;
-            Ok(Arc::new(fa))
-        }
-        other => bail!(
-            "unknown model '{other}': give one of {MODEL_NAMES}, a training run folder \
-             (holding student.weights), a .weights file, or the path of a TF.js weights \
-             manifest (face_recognition_model-weights_manifest.json)"
-        ),
-    }
-}
-
-/// The student weights a `--model` path names: a run folder's `student.weights`, or a
-/// `.weights` file.
-fn student_weights(path: &Path) -> Option<std::path::PathBuf> {
-    if path.is_dir() {
-        let f = path.join("student.weights");
-        return f.is_file().then_some(f);
-    }
-    (path.is_file() && path.extension().is_some_and(|e| e == "weights")).then(|| path.to_path_buf())
+    Ok(Zoo::from_env().embedder(model)?.model)
 }
 
 /// The oracle the flags name: remote when `--oracle` is given, else the local model

@@ -12,7 +12,8 @@ use super::blackbox::load_embedder;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model to serve: `faceapi` or a TF.js manifest path.
+    /// The model to serve, as `--model` of the other commands names it: `faceapi`, `student`,
+    /// a `distill train` run folder, a `.weights` file, or a TF.js manifest path.
     #[arg(long, default_value = "faceapi")]
     pub model: String,
     /// Address to listen on (loopback by default; port 0 picks a free one).
