@@ -74,7 +74,10 @@ pub enum ModelSource {
 impl ModelSource {
     /// Whether this is a student (a surrogate trained here), not the black box's network.
     pub fn is_student(&self) -> bool {
-        matches!(self, ModelSource::ShippedStudent | ModelSource::StudentFile(_))
+        matches!(
+            self,
+            ModelSource::ShippedStudent | ModelSource::StudentFile(_)
+        )
     }
 }
 
@@ -156,14 +159,14 @@ pub enum ZooError {
         what: String,
         /// Why.
         #[source]
-        source: StudentError,
+        source: Box<StudentError>,
     },
     /// The student built into the binary could not be loaded (a broken build).
     #[error("loading the shipped student")]
     ShippedStudent {
         /// Why.
         #[source]
-        source: StudentError,
+        source: Box<StudentError>,
     },
     /// The face-api.js network could not be loaded.
     #[error("loading {what}")]
@@ -172,7 +175,7 @@ pub enum ZooError {
         what: String,
         /// Why.
         #[source]
-        source: FaceApiError,
+        source: Box<FaceApiError>,
     },
 }
 
@@ -285,7 +288,7 @@ impl Zoo {
             ModelSource::FaceApi => {
                 let fa = FaceApi::embedded().map_err(|source| ZooError::FaceApi {
                     what: "the embedded face-api.js model".into(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 let sha = faceapi_sha256(&fa);
                 (Arc::new(fa), sha)
@@ -293,7 +296,7 @@ impl Zoo {
             ModelSource::FaceApiManifest(path) => {
                 let fa = FaceApi::from_manifest(path).map_err(|source| ZooError::FaceApi {
                     what: format!("the TF.js model {}", path.display()),
-                    source,
+                    source: Box::new(source),
                 })?;
                 let sha = faceapi_sha256(&fa);
                 (Arc::new(fa), sha)
@@ -304,7 +307,9 @@ impl Zoo {
                     Path::new(SHIPPED_STUDENT_PATH),
                     SHIPPED_STUDENT_NAME.into(),
                 )
-                .map_err(|source| ZooError::ShippedStudent { source })?;
+                .map_err(|source| ZooError::ShippedStudent {
+                    source: Box::new(source),
+                })?;
                 (Arc::new(student), sha256_hex(SHIPPED_STUDENT))
             }
             ModelSource::StudentFile(file) => {
@@ -315,7 +320,7 @@ impl Zoo {
                 let student = StudentEmbedder::from_file_bytes(&bytes, file).map_err(|source| {
                     ZooError::Student {
                         what: file.display().to_string(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 (Arc::new(student), sha256_hex(&bytes))

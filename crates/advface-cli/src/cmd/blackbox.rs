@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use advface_core::{Embedder, Oracle};
-use advface_oracle::{Budgeted, Cached, HttpConfig, HttpOracle, LocalOracle};
 use advface_models::zoo::Zoo;
+use advface_oracle::{Budgeted, Cached, HttpConfig, HttpOracle, LocalOracle};
 use anyhow::{Context, Result};
 
 /// Flags naming the black box, flattened into commands.

@@ -10,8 +10,8 @@ use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions, PadMode};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::weights::{
-    embedded_weights, resize_matrix, FaceApiError, FoldedConv, FoldedNet, BLOCKS,
-    DESCRIPTOR_LEN, INPUT_SIZE, MEAN_RGB,
+    embedded_weights, resize_matrix, FaceApiError, FoldedConv, FoldedNet, BLOCKS, DESCRIPTOR_LEN,
+    INPUT_SIZE, MEAN_RGB,
 };
 use crate::tfjs::{FileDigest, TfjsWeights};
 

@@ -360,7 +360,6 @@ mod tests {
         assert!(m[105 * 5..106 * 5].iter().all(|v| *v == 0.0));
     }
 
-
     #[test]
     fn network_size() {
         let specs = expected_tensors();

@@ -355,5 +355,4 @@ impl StudentConfig {
         }
         total
     }
-
 }

@@ -12,7 +12,6 @@ use burn::tensor::{Device, Tensor};
 
 use super::layers::conv;
 
-
 /// dlib's `ares` / `ares_down` block: 3 x 3 conv (stride 2 when `down`), BN, ReLU, 3 x 3
 /// conv, BN, add the shortcut, ReLU. The shortcut is the input itself, or for `down` its
 /// 2 x 2 / 2 average pool zero-padded to the block's channels and map (dlib's `add_prev`

@@ -130,7 +130,11 @@ impl StudentTrainer {
 }
 
 /// Reads `path`, which must start with `magic` and hold at least `min_len` bytes.
-pub(super) fn read_with_magic(path: &Path, magic: &[u8; 8], min_len: usize) -> Result<Vec<u8>, StudentError> {
+pub(super) fn read_with_magic(
+    path: &Path,
+    magic: &[u8; 8],
+    min_len: usize,
+) -> Result<Vec<u8>, StudentError> {
     let bytes = fs::read(path).map_err(|source| StudentError::Io {
         path: path.to_path_buf(),
         source,
@@ -158,7 +162,10 @@ fn read_file(path: &Path) -> Result<(StudentConfig, Vec<u8>), StudentError> {
 
 /// Splits the bytes of a weight file into its config and burn record; `path` names it in
 /// errors.
-pub(super) fn parse_weights(bytes: &[u8], path: &Path) -> Result<(StudentConfig, Vec<u8>), StudentError> {
+pub(super) fn parse_weights(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(StudentConfig, Vec<u8>), StudentError> {
     if bytes.len() < 12 || &bytes[..8] != FILE_MAGIC {
         return Err(bad_file(
             path,

@@ -4,7 +4,14 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PRelu, PReluConfig, PaddingConfig2d};
 use burn::tensor::Device;
 
-pub(super) fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, device: &Device) -> Conv2d {
+pub(super) fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    device: &Device,
+) -> Conv2d {
     grouped_conv(c_in, c_out, k, stride, pad, 1, device)
 }
 

@@ -54,7 +54,9 @@ pub mod network;
 pub mod resnet;
 pub mod trainer;
 
-pub use config::{Arch, StudentConfig, StudentError, IMAGENET_MEAN, IMAGENET_STD, STUDENT_INPUT_SIZE};
+pub use config::{
+    Arch, StudentConfig, StudentError, IMAGENET_MEAN, IMAGENET_STD, STUDENT_INPUT_SIZE,
+};
 pub use dlib::DlibBlock;
 pub use embedder::StudentEmbedder;
 pub use mobilefacenet::{Bottleneck, MobileBody};

@@ -294,5 +294,4 @@ impl StudentTrainer {
         })?;
         Ok((descriptors, Self::to_vec(grad.into_data())?))
     }
-
 }

@@ -52,7 +52,10 @@ fn faceapi_resolves_for_gradients_but_not_as_a_student() {
     assert!(matches!(err, ZooError::NotAStudent { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("'faceapi' is not a student"), "{msg}");
-    assert!(msg.contains("student.weights") && msg.contains(".weights file"), "{msg}");
+    assert!(
+        msg.contains("student.weights") && msg.contains(".weights file"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -60,7 +63,10 @@ fn student_is_the_shipped_student_recorded_with_the_hash_of_the_benchmark_runs()
     let zoo = Zoo::new();
     assert_eq!(zoo.source("student").unwrap(), ModelSource::ShippedStudent);
     assert_eq!(sha256_hex(SHIPPED_STUDENT), SHIPPED_STUDENT_SHA256);
-    for loaded in [zoo.student("student").unwrap(), zoo.differentiable("student").unwrap()] {
+    for loaded in [
+        zoo.student("student").unwrap(),
+        zoo.differentiable("student").unwrap(),
+    ] {
         assert_eq!(loaded.provenance.name, "student (shipped)");
         assert_eq!(loaded.provenance.name, SHIPPED_STUDENT_NAME);
         assert_eq!(loaded.provenance.sha256, SHIPPED_STUDENT_SHA256);
@@ -74,7 +80,9 @@ fn student_is_the_shipped_student_recorded_with_the_hash_of_the_benchmark_runs()
 fn the_shipped_student_gives_the_same_descriptors_as_its_committed_file() {
     let zoo = Zoo::new();
     let shipped = zoo.embedder("student").unwrap();
-    let file = zoo.embedder(models().join("student").to_str().unwrap()).unwrap();
+    let file = zoo
+        .embedder(models().join("student").to_str().unwrap())
+        .unwrap();
     assert_eq!(shipped.provenance.sha256, file.provenance.sha256);
     let batch = grey();
     assert_eq!(
@@ -92,7 +100,10 @@ fn student_names_the_file_a_zoo_is_given_instead_of_the_shipped_one() {
         ModelSource::StudentFile(file.clone())
     );
     let loaded = zoo.student("student").unwrap();
-    assert_eq!(loaded.provenance.name, format!("student:{}", file.display()));
+    assert_eq!(
+        loaded.provenance.name,
+        format!("student:{}", file.display())
+    );
     assert_eq!(
         loaded.provenance.sha256,
         sha256_hex(&std::fs::read(&file).unwrap())
@@ -105,9 +116,15 @@ fn a_run_folder_resolves_to_its_student_weights() {
     let name = folder.to_str().unwrap();
     let file = folder.join("student.weights");
     let zoo = Zoo::new();
-    assert_eq!(zoo.source(name).unwrap(), ModelSource::StudentFile(file.clone()));
+    assert_eq!(
+        zoo.source(name).unwrap(),
+        ModelSource::StudentFile(file.clone())
+    );
     let loaded = zoo.student(name).unwrap();
-    assert_eq!(loaded.provenance.name, format!("student:{}", file.display()));
+    assert_eq!(
+        loaded.provenance.name,
+        format!("student:{}", file.display())
+    );
     assert_eq!(
         loaded.provenance.sha256,
         sha256_hex(&std::fs::read(&file).unwrap())
@@ -130,7 +147,10 @@ fn a_face_api_manifest_resolves_to_face_api_with_the_embedded_hashes() {
     let manifest = models().join("faceapi").join(MANIFEST_FILE);
     let zoo = Zoo::new();
     let loaded = zoo.embedder(manifest.to_str().unwrap()).unwrap();
-    assert_eq!(loaded.source, ModelSource::FaceApiManifest(manifest.clone()));
+    assert_eq!(
+        loaded.source,
+        ModelSource::FaceApiManifest(manifest.clone())
+    );
     assert_eq!(loaded.provenance.sha256, FACEAPI_SHA256);
     let err = zoo.student(manifest.to_str().unwrap()).unwrap_err();
     assert!(matches!(err, ZooError::NotAStudent { .. }), "{err}");
@@ -150,7 +170,10 @@ fn a_run_folder_without_weights_is_an_error_that_names_the_folder_and_the_fix() 
         let msg = err.to_string();
         assert!(msg.contains(name), "{msg}");
         assert!(msg.contains("no student.weights"), "{msg}");
-        assert!(msg.contains("run folder") && msg.contains(".weights file"), "{msg}");
+        assert!(
+            msg.contains("run folder") && msg.contains(".weights file"),
+            "{msg}"
+        );
     }
 }
 
@@ -162,7 +185,13 @@ fn a_missing_path_is_an_error_that_names_it_and_the_ways_to_name_a_model() {
     assert!(matches!(err, ZooError::UnknownModel { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains(name), "{msg}");
-    for fix in ["faceapi", "student", "run folder", ".weights file", "manifest"] {
+    for fix in [
+        "faceapi",
+        "student",
+        "run folder",
+        ".weights file",
+        "manifest",
+    ] {
         assert!(msg.contains(fix), "{fix}: {msg}");
     }
     let err = Zoo::new().student(name).unwrap_err();
@@ -200,5 +229,8 @@ fn a_damaged_manifest_is_an_error_naming_the_manifest() {
     std::fs::write(manifest.with_file_name(BIN_FILE), b"").unwrap();
     let err = Zoo::new().embedder(manifest.to_str().unwrap()).unwrap_err();
     assert!(matches!(err, ZooError::FaceApi { .. }), "{err}");
-    assert!(err.to_string().contains(manifest.to_str().unwrap()), "{err}");
+    assert!(
+        err.to_string().contains(manifest.to_str().unwrap()),
+        "{err}"
+    );
 }
