@@ -316,7 +316,9 @@ pub fn attack_pair(
             let delta = cfg.rule.delta(&mut st.rule_state, &g, st.scale);
             let cand: Vec<f32> = st.x.iter().zip(&delta).map(|(a, d)| a + d).collect();
             let guarded = st.guard.enforce(&st.x, cand)?;
-            if cfg.stop_at_ssim_failure && guarded.kept < 1.0 {
+            // The limit cut the step when the guard shrank it or had to repair it along the
+            // SSIM gradient (a repair keeps the whole step but moves it back).
+            if cfg.stop_at_ssim_failure && (guarded.kept < 1.0 || guarded.repaired) {
                 st.done = true;
                 continue;
             }

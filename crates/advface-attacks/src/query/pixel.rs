@@ -290,10 +290,10 @@ fn score_generation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use advface_core::Oracle;
     use crate::query::test_oracles::{
         mean_distance, measured, noise_image, resumed, BumpOracle, CountingOracle, RegionOracle,
     };
+    use advface_core::Oracle;
 
     #[test]
     fn decode_truncates_and_clamps() {

@@ -267,3 +267,47 @@ fn a_set_of_targets_is_the_mean_of_its_members() {
     }
     assert!(e.loss_and_grad_sets(&one, &[&[]], &mut rng).is_err());
 }
+
+/// Issue 22: the FGSM baseline stops at the first step the SSIM limit cuts, but its test
+/// looked only at the share of the step kept, so a step the guard had repaired along the
+/// SSIM gradient (all of it kept, moved back where SSIM objected) went on as if uncut.
+#[test]
+fn fgsm_baseline_stops_at_a_guard_repaired_step() {
+    let (model, sources, targets) = setup();
+    let sources = &sources[..1];
+    let e = ensemble(&model);
+    let plane = (3 * S * S) as usize;
+    let x = sources[0].to_chw_f32();
+    let aim = Descriptor(
+        (0..targets[0].len())
+            .map(|k| targets.iter().map(|t| t.0[k]).sum::<f32>() / targets.len() as f32)
+            .collect(),
+    );
+    let batch = PixelBatch::new(1, S as usize, S as usize, x.clone()).unwrap();
+    let g = e
+        .loss_and_grad(&batch, &[aim], &mut advface_attacks::rng::Rng::new(0))
+        .unwrap()
+        .grad;
+    let guard = SsimGuard::new(&sources[0], SSIM_LIMIT + 0.002).unwrap();
+    // the first sign step the guard repairs without cutting it
+    let eps = (1..400)
+        .map(|k| k as f32 * 0.0005)
+        .find(|&eps| {
+            let rule = StepRule::Fgsm { eps, top: false };
+            let delta = rule.delta(&mut rule.state(plane), &g, 1.0);
+            let cand: Vec<f32> = x.iter().zip(&delta).map(|(a, d)| a + d).collect();
+            let out = guard.enforce(&x, cand).unwrap();
+            out.repaired && out.kept == 1.0
+        })
+        .expect("some step size needs a repair that keeps the whole step");
+    let cfg = AttackConfig {
+        rule: StepRule::Fgsm { eps, top: false },
+        steps: 5,
+        cycle_combinations: false,
+        stop_at_ssim_failure: true,
+        ..AttackConfig::default()
+    };
+    let out = pair(sources, &targets, &e, None, &cfg, 0).unwrap();
+    assert_eq!(out.sources[0].steps, 0, "eps {eps}: {:?}", out.sources[0]);
+    assert_eq!(out.images[0], sources[0]);
+}

@@ -238,7 +238,10 @@ fn shards_partition_the_selection() {
         .collect();
     merged.sort();
     assert_eq!(merged, all);
-    assert_eq!(select_pairs(10, None, Shard::new(1, 3).unwrap()), vec![1, 4, 7]);
+    assert_eq!(
+        select_pairs(10, None, Shard::new(1, 3).unwrap()),
+        vec![1, 4, 7]
+    );
 }
 
 #[test]
