@@ -13,6 +13,7 @@ pub mod error;
 pub mod objective;
 pub mod oracle;
 pub mod pixels;
+pub mod rng;
 pub mod shard;
 
 pub use descriptor::Descriptor;
