@@ -400,13 +400,13 @@ mod tests {
         let mut g = vec![0f32; 3];
         let dist = m.distance_and_grad(&x, &t, 1.0, &mut g);
         assert!((dist - m.distance(&x, &t)).abs() < 1e-12);
-        for k in 0..3 {
+        for (k, gk) in g.iter().enumerate() {
             let mut xp = x.clone();
             xp.0[k] += 1e-3;
             let mut xm = x.clone();
             xm.0[k] -= 1e-3;
             let fd = (m.distance(&xp, &t) - m.distance(&xm, &t)) / 2e-3;
-            assert!((fd - f64::from(g[k])).abs() < 1e-3, "{k}: {fd} vs {}", g[k]);
+            assert!((fd - f64::from(*gk)).abs() < 1e-3, "{k}: {fd} vs {gk}");
         }
     }
 

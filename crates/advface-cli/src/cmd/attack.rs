@@ -404,10 +404,7 @@ mod tests {
     }
 
     fn refused(flags: &[&str]) -> String {
-        resolve_plan(&args(flags))
-            .err()
-            .expect("refused")
-            .to_string()
+        resolve_plan(&args(flags)).expect_err("refused").to_string()
     }
 
     #[test]
