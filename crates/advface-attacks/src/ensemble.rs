@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use advface_core::{Descriptor, Differentiable, PixelBatch};
+use advface_core::{Descriptor, Differentiable, Metric, Objective, PixelBatch};
 
 use crate::rng::Rng;
 use crate::AttackError;
@@ -42,8 +42,9 @@ pub struct Ensemble {
 /// Loss and gradient of a batch under an ensemble.
 #[derive(Debug, Clone)]
 pub struct LossAndGrad {
-    /// Per item: the weighted mean over members (and mirror copies) of the L2 distance of
-    /// the model's descriptor to the item's target.
+    /// Per item: the weighted mean over members (and mirror copies) of the item's objective
+    /// loss on the model's descriptor (impersonation under L2: the mean L2 distance to the
+    /// item's targets).
     pub loss: Vec<f64>,
     /// Gradient of the sum of `loss` with respect to the pixels.
     ///
@@ -109,7 +110,7 @@ impl Ensemble {
         self.members.iter().map(|m| m.model.name()).collect()
     }
 
-    /// Loss (distance of each item's descriptor to its target) and its input gradient.
+    /// Loss (distance of each item's descriptor to its target, L2) and its input gradient.
     ///
     /// # Shapes
     /// `x`: `[n, 3, h, w]` in `[0, 1]`; `targets`: `n` descriptors.
@@ -119,13 +120,17 @@ impl Ensemble {
         targets: &[Descriptor],
         rng: &mut Rng,
     ) -> Result<LossAndGrad, AttackError> {
-        let sets: Vec<&[Descriptor]> = targets.iter().map(std::slice::from_ref).collect();
-        self.loss_and_grad_sets(x, &sets, rng)
+        let objectives: Vec<Objective> = targets
+            .iter()
+            .map(|t| Objective::impersonate(vec![t.clone()]))
+            .collect();
+        let refs: Vec<&Objective> = objectives.iter().collect();
+        self.loss_and_grad_objectives(x, &refs, &Metric::FACE_API, rng)
     }
 
     /// As [`Ensemble::loss_and_grad`] with a set of targets per item: an item's loss is its
-    /// mean distance to every target of its set (the MCS2018 objective of one image, in one
-    /// forward and backward pass however many targets).
+    /// mean L2 distance to every target of its set (the MCS2018 objective of one image, in
+    /// one forward and backward pass however many targets).
     ///
     /// # Shapes
     /// `x`: `[n, 3, h, w]` in `[0, 1]`; `targets`: `n` non-empty sets.
@@ -135,20 +140,42 @@ impl Ensemble {
         targets: &[&[Descriptor]],
         rng: &mut Rng,
     ) -> Result<LossAndGrad, AttackError> {
+        let objectives: Vec<Objective> = targets
+            .iter()
+            .map(|t| Objective::impersonate(t.to_vec()))
+            .collect();
+        let refs: Vec<&Objective> = objectives.iter().collect();
+        self.loss_and_grad_objectives(x, &refs, &Metric::FACE_API, rng)
+    }
+
+    /// Each item's objective loss under `metric` on the ensemble's descriptors, and the
+    /// input gradient of their sum, in one forward and backward pass per model however many
+    /// descriptors an objective holds.
+    ///
+    /// # Shapes
+    /// `x`: `[n, 3, h, w]` in `[0, 1]`; `objectives`: `n`, each with at least one descriptor
+    /// of the ensemble's length.
+    pub fn loss_and_grad_objectives(
+        &self,
+        x: &PixelBatch,
+        objectives: &[&Objective],
+        metric: &Metric,
+        rng: &mut Rng,
+    ) -> Result<LossAndGrad, AttackError> {
         let [n, _, h, w] = x.shape();
-        if targets.len() != n {
+        if objectives.len() != n {
             return Err(AttackError::BadInput(format!(
                 "expected {n} target descriptors, got {}",
-                targets.len()
+                objectives.len()
             )));
         }
-        if targets.iter().any(|t| t.is_empty()) {
+        if objectives.iter().any(|o| o.references().is_empty()) {
             return Err(AttackError::BadInput("an empty set of targets".into()));
         }
         let len = self.descriptor_len();
-        if let Some(t) = targets
+        if let Some(t) = objectives
             .iter()
-            .flat_map(|s| s.iter())
+            .flat_map(|o| o.references().iter())
             .find(|t| t.len() != len)
         {
             return Err(AttackError::BadInput(format!(
@@ -185,19 +212,11 @@ impl Ensemble {
                 .descriptors_and_vjp(&batch, &mut |ds: &[Descriptor]| {
                     let mut cot = Vec::with_capacity(ds.len() * len);
                     for (k, d) in ds.iter().enumerate() {
-                        let set = targets[k % n];
-                        let scale = m.weight / (views * set.len()) as f32;
+                        let objective = objectives[k % n];
+                        let refs = objective.references().len();
+                        let scale = m.weight / (views * refs) as f32;
                         let mut c = vec![0f32; len];
-                        let mut sum = 0f64;
-                        for t in set {
-                            let dist = d.l2(t);
-                            sum += dist;
-                            let inv = if dist > 0.0 { 1.0 / dist as f32 } else { 0.0 };
-                            for ((cv, a), b) in c.iter_mut().zip(d.as_slice()).zip(t.as_slice()) {
-                                *cv += (a - b) * inv * scale;
-                            }
-                        }
-                        dists[k] = sum / set.len() as f64;
+                        dists[k] = objective.loss_and_grad(d, metric, scale, &mut c);
                         cot.extend(c);
                     }
                     cot

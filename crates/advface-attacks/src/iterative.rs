@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use advface_core::{Descriptor, Oracle, PixelBatch, RgbImage, SSIM_LIMIT};
+use advface_core::{Descriptor, Metric, Objective, Oracle, PixelBatch, RgbImage, SSIM_LIMIT};
 use advface_oracle::Budgeted;
 use serde::{Deserialize, Serialize};
 
@@ -81,32 +81,7 @@ impl Default for AttackConfig {
     }
 }
 
-/// What became of one source image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceOutcome {
-    /// SSIM of the result against the original (never below the limit).
-    pub ssim: f64,
-    /// The black box's mean distance to the targets, where the attack asked it (the clean
-    /// image's before, the result's after); `None` in pure transfer.
-    pub blackbox_before: Option<f64>,
-    /// See `blackbox_before`.
-    pub blackbox_after: Option<f64>,
-    /// The ensemble's mean distance to the mean target at the start and the end; `None`
-    /// without a gradient stage.
-    pub surrogate_before: Option<f64>,
-    /// See `surrogate_before`.
-    pub surrogate_after: Option<f64>,
-    /// Gradient steps taken.
-    pub steps: usize,
-    /// Black-box queries charged to this image (its target descriptor included).
-    pub queries: u64,
-    /// Checks the black box accepted, refused, and steps forced after the patience ran out.
-    pub accepted: usize,
-    /// See `accepted`.
-    pub refused: usize,
-    /// See `accepted`.
-    pub forced: usize,
-}
+pub use advface_eval::record::SourceOutcome;
 
 /// The result of attacking one pair.
 #[derive(Debug, Clone)]
@@ -149,27 +124,14 @@ impl Source {
     }
 }
 
-impl SourceOutcome {
-    /// The outcome of an image no gradient step touched, `queries` charged so far.
-    pub fn untouched(queries: u64) -> Self {
-        Self {
-            ssim: 1.0,
-            blackbox_before: None,
-            blackbox_after: None,
-            surrogate_before: None,
-            surrogate_after: None,
-            steps: 0,
-            queries,
-            accepted: 0,
-            refused: 0,
-            forced: 0,
-        }
-    }
+/// Mean L2 distance of a descriptor to every target: the impersonation loss under
+/// face-api.js's metric ([`advface_core::mean_distance`] with [`Metric::FACE_API`]).
+///
+/// # Panics
+/// When `targets` is empty or a length differs.
+pub fn mean_distance(d: &Descriptor, targets: &[Descriptor]) -> f64 {
+    advface_core::mean_distance(d, targets, &Metric::FACE_API)
 }
-
-/// Mean L2 distance of a descriptor to every target (one definition for the gradient loop
-/// and the query attacks).
-pub use advface_search::mean_distance;
 
 fn mean_descriptor(targets: &[Descriptor], subset: &[usize]) -> Descriptor {
     let len = targets[0].len();
@@ -183,20 +145,34 @@ fn mean_descriptor(targets: &[Descriptor], subset: &[usize]) -> Descriptor {
     Descriptor(m.into_iter().map(|v| v / k).collect())
 }
 
-/// Attacks the sources of one pair towards `targets` (the black box's descriptors of the
-/// target images).
+/// The objective of gradient step `step`: impersonation aims at the mean of one
+/// combination of the targets (all of them without cycling); dodging moves away from the
+/// source's own descriptors every step.
+fn step_objective(objective: &Objective, combos: &[Vec<usize>], step: usize) -> Objective {
+    match objective {
+        Objective::Impersonate { targets } => {
+            Objective::impersonate(vec![mean_descriptor(targets, &combos[step % combos.len()])])
+        }
+        Objective::Dodge { .. } => objective.clone(),
+    }
+}
+
+/// Attacks the sources of one pair towards `objective` (impersonation: the black box's
+/// descriptors of the target images) under `metric`.
 ///
 /// `oracles` holds one budgeted black box per source (the target descriptors already
 /// charged to them), needed for black-box acceptance and used to report each image's
 /// queries; `pair` seeds the random choices together with the config's seed.
 pub fn attack_pair(
     sources: &[RgbImage],
-    targets: &[Descriptor],
+    objective: &Objective,
+    metric: &Metric,
     ensemble: &Ensemble,
     oracles: Option<&[SourceOracle]>,
     cfg: &AttackConfig,
     pair: u64,
 ) -> Result<PairOutcome, AttackError> {
+    let targets = objective.references();
     if sources.is_empty() || targets.is_empty() {
         return Err(AttackError::BadInput(format!(
             "a pair needs sources and targets, got {} and {}",
@@ -278,7 +254,7 @@ pub fn attack_pair(
                 continue;
             }
             let d = o.describe(std::slice::from_ref(&st.image))?;
-            let dist = mean_distance(&d[0], targets);
+            let dist = objective.loss(&d[0], metric);
             st.committed_dist = dist;
             st.outcome.blackbox_before = Some(dist);
             st.best = Some((st.image.clone(), dist, 1.0));
@@ -295,14 +271,15 @@ pub fn attack_pair(
     } else {
         vec![(0..targets.len()).collect()]
     };
-    let all_targets = mean_descriptor(targets, &(0..targets.len()).collect::<Vec<_>>());
+    // The record's surrogate loss: impersonation, towards the mean of all targets.
+    let whole = step_objective(objective, &[(0..targets.len()).collect()], 0);
     let mut rng = Rng::derive(cfg.seed, pair);
     for step in 0..cfg.steps {
         let active: Vec<usize> = (0..states.len()).filter(|&i| !states[i].done).collect();
         if active.is_empty() {
             break;
         }
-        let aim = mean_descriptor(targets, &combos[step % combos.len()]);
+        let aim = step_objective(objective, &combos, step);
         let mut input = Vec::with_capacity(active.len() * plane);
         for &i in &active {
             let st = &states[i];
@@ -313,7 +290,12 @@ pub fn attack_pair(
         }
         let batch = PixelBatch::new(active.len(), h, w, input)
             .map_err(|e| AttackError::BadInput(e.to_string()))?;
-        let lg = ensemble.loss_and_grad(&batch, &vec![aim.clone(); active.len()], &mut rng)?;
+        let lg = ensemble.loss_and_grad_objectives(
+            &batch,
+            &vec![&aim; active.len()],
+            metric,
+            &mut rng,
+        )?;
         for (k, &i) in active.iter().enumerate() {
             let st = &mut states[i];
             if st.outcome.surrogate_before.is_none() {
@@ -334,7 +316,9 @@ pub fn attack_pair(
             let delta = cfg.rule.delta(&mut st.rule_state, &g, st.scale);
             let cand: Vec<f32> = st.x.iter().zip(&delta).map(|(a, d)| a + d).collect();
             let guarded = st.guard.enforce(&st.x, cand)?;
-            if cfg.stop_at_ssim_failure && guarded.kept < 1.0 {
+            // The limit cut the step when the guard shrank it or had to repair it along the
+            // SSIM gradient (a repair keeps the whole step but moves it back).
+            if cfg.stop_at_ssim_failure && (guarded.kept < 1.0 || guarded.repaired) {
                 st.done = true;
                 continue;
             }
@@ -367,7 +351,7 @@ pub fn attack_pair(
                 }
                 st.since_check = 0;
                 let d = o.describe(std::slice::from_ref(&st.image))?;
-                let dist = mean_distance(&d[0], targets);
+                let dist = objective.loss(&d[0], metric);
                 if st.best.as_ref().is_none_or(|b| dist < b.1) {
                     st.best = Some((st.image.clone(), dist, st.ssim));
                 }
@@ -418,7 +402,8 @@ pub fn attack_pair(
         .map_err(|e| AttackError::BadInput(e.to_string()))?;
     let mut quiet = Ensemble::clone(ensemble);
     quiet.diversity = None;
-    let lg = quiet.loss_and_grad(&batch, &vec![all_targets; states.len()], &mut rng)?;
+    let lg =
+        quiet.loss_and_grad_objectives(&batch, &vec![&whole; states.len()], metric, &mut rng)?;
     for (k, st) in states.iter_mut().enumerate() {
         st.outcome.surrogate_after = Some(lg.loss[k]);
         if st.outcome.surrogate_before.is_none() {

@@ -12,18 +12,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use advface_core::{Descriptor, Oracle, RgbImage, SSIM_LIMIT};
+use advface_core::{Descriptor, Metric, Objective, Oracle, RgbImage, Shard, SSIM_LIMIT};
 use advface_data::Pair;
 use advface_oracle::Budgeted;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ensemble::Ensemble;
+pub use advface_eval::record::{read_record, record_path, PairRecord, RefineOutcome};
+
 use crate::iterative::{attack_pair, AttackConfig, SourceOracle, SourceOutcome};
+use crate::query::QueryContext;
+pub use crate::query::Refine;
 use crate::AttackError;
 
-/// Images per side of a pair (PROTOCOL.md).
-pub const IMAGES_PER_SIDE: usize = 5;
+/// Images per side of a pair (PROTOCOL.md), advface-data's constant.
+pub use advface_data::IMAGES_PER_SIDE;
 
 /// A model of the ensemble, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,35 +38,6 @@ pub struct ModelRecord {
     pub sha256: String,
     /// Weight in the ensemble (normalised).
     pub weight: f32,
-}
-
-/// The query-based stage after the gradient loop (issue 6): it refines each source on the
-/// black box with what is left of the source's budget.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Refine {
-    /// The MCS2018 2nd-place few-pixel differential evolution.
-    Pixel(advface_search::PixelAttackConfig),
-    /// The Square attack with the SSIM limit.
-    Square(advface_search::SquareAttackConfig),
-    /// Gradient estimation from queries with the students' gradient as a prior.
-    Nes(crate::nes::NesConfig),
-}
-
-/// What the query stage did to one source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RefineOutcome {
-    /// The black box's mean distance to the targets where the stage started and ended;
-    /// `None` when no query was left to measure the start.
-    pub start: Option<f64>,
-    /// See `start`.
-    pub end: Option<f64>,
-    /// Queries the stage made.
-    pub queries: u64,
-    /// The student-guided estimator only: mean share of its gradient estimates that lay
-    /// along the students' gradient (how far the black box agreed with the students).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prior_share: Option<f64>,
 }
 
 /// The resolved configuration of a run, written to `config.json`.
@@ -88,29 +63,14 @@ pub struct RunConfig {
     pub diversity: Option<crate::Diversity>,
     /// The black box's name.
     pub oracle: String,
+    /// How descriptors are compared: face-api.js's L2 below 0.6 unless said otherwise
+    /// (absent from `config.json` then, as in runs from before it was a setting).
+    #[serde(default, skip_serializing_if = "Metric::is_face_api")]
+    pub metric: Metric,
     /// The pairs file and crops folder.
     pub pairs_file: PathBuf,
     /// See `pairs_file`.
     pub crops: PathBuf,
-}
-
-/// The record of one pair, `records/pair_NNNN.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairRecord {
-    /// Index of the pair in the pairs file (0-based).
-    pub index: usize,
-    /// Crops-relative source and target paths.
-    pub sources: Vec<String>,
-    /// See `sources`.
-    pub targets: Vec<String>,
-    /// One outcome per source, in order (`queries` counts both stages, the target
-    /// descriptor included).
-    pub outcomes: Vec<SourceOutcome>,
-    /// The query stage per source, when there is one.
-    #[serde(default)]
-    pub refined: Vec<RefineOutcome>,
-    /// Wall time of the pair, seconds.
-    pub wall_s: f64,
 }
 
 /// Progress of a run.
@@ -152,24 +112,10 @@ pub struct RunPaths {
     pub out: PathBuf,
 }
 
-/// Which pairs of a list a run attacks: the first `n` (all when `None`), then every
-/// `shard.1`-th from `shard.0`.
-pub fn select_pairs(count: usize, n: Option<usize>, shard: (usize, usize)) -> Vec<usize> {
-    let (k, of) = shard;
-    (0..n.map_or(count, |n| n.min(count)))
-        .filter(|i| of <= 1 || i % of == k)
-        .collect()
-}
-
-/// Path of the record of pair `index`.
-pub fn record_path(out: &Path, index: usize) -> PathBuf {
-    out.join("records").join(format!("pair_{index:04}.json"))
-}
-
-/// Reads a pair's record, if a previous run wrote one.
-pub fn read_record(out: &Path, index: usize) -> Option<PairRecord> {
-    let bytes = std::fs::read(record_path(out, index)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// Which pairs of a list a run attacks: the first `n` (all when `None`), then those of
+/// `shard` ([`Shard::select`]).
+pub fn select_pairs(count: usize, n: Option<usize>, shard: Shard) -> Vec<usize> {
+    shard.select(count, n)
 }
 
 fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> AttackError {
@@ -238,10 +184,13 @@ pub fn run_pairs(
             "a gradient stage needs an ensemble of students".into(),
         ));
     }
-    if matches!(&config.refine, Some(Refine::Nes(c)) if c.prior) && ensemble.is_none() {
-        return Err(AttackError::BadInput(
-            "the estimator's prior needs an ensemble of students".into(),
-        ));
+    if let Some(r) = &config.refine {
+        if r.attack().needs_students() && ensemble.is_none() {
+            return Err(AttackError::BadInput(format!(
+                "the query stage '{}' needs an ensemble of students (the estimator's prior)",
+                r.attack().name()
+            )));
+        }
     }
     if let (Some(len), Some(ensemble)) = (oracle.descriptor_len(), ensemble) {
         if len != ensemble.descriptor_len() {
@@ -356,10 +305,12 @@ fn run_one(
         let d = oracles[j % oracles.len()].describe(std::slice::from_ref(t))?;
         targets.extend(d);
     }
+    let objective = Objective::impersonate(targets);
     let mut outcome = match ensemble {
         Some(e) if config.attack.steps > 0 => attack_pair(
             &sources,
-            &targets,
+            &objective,
+            &config.metric,
             e,
             Some(&oracles),
             &config.attack,
@@ -376,15 +327,20 @@ fn run_one(
     let mut refined = Vec::new();
     if let Some(refine) = &config.refine {
         for (i, o) in oracles.iter().enumerate() {
+            let ctx = QueryContext {
+                original: &sources[i],
+                objective: &objective,
+                metric: &config.metric,
+                oracle: o,
+                ensemble,
+            };
             let r = refine_one(
                 refine,
-                ensemble,
-                &sources[i],
+                &ctx,
+                o,
                 &outcome.images[i],
                 outcome.sources[i].blackbox_after,
                 outcome.sources[i].blackbox_before,
-                &targets,
-                o,
                 index as u64 * 8 + i as u64,
             )?;
             outcome.sources[i].queries = o.used();
@@ -431,19 +387,18 @@ fn run_one(
 
 /// Runs the query stage on one source with what is left of its budget. Starts from the
 /// better (for the black box) of the gradient stage's image and the original; what the
-/// start costs to measure is paid from the same budget.
-#[allow(clippy::too_many_arguments)]
+/// start costs to measure is paid from the same budget. `oracle` is the source's budgeted
+/// black box, the one `ctx` asks.
 fn refine_one(
     refine: &Refine,
-    ensemble: Option<&Ensemble>,
-    original: &RgbImage,
+    ctx: &QueryContext<'_>,
+    oracle: &SourceOracle,
     start: &RgbImage,
     start_distance: Option<f64>,
     original_distance: Option<f64>,
-    targets: &[Descriptor],
-    oracle: &SourceOracle,
     seed: u64,
 ) -> Result<(RgbImage, RefineOutcome), AttackError> {
+    let original = ctx.original;
     let used_before = oracle.used();
     let mut best = (original.clone(), f64::INFINITY);
     let mut candidates: Vec<(RgbImage, Option<f64>)> = vec![(start.clone(), start_distance)];
@@ -455,7 +410,7 @@ fn refine_one(
             Some(d) => d,
             None if oracle.remaining() > 0 => {
                 let d = oracle.describe(std::slice::from_ref(&im))?;
-                crate::iterative::mean_distance(&d[0], targets)
+                ctx.objective.loss(&d[0], ctx.metric)
             }
             None => continue,
         };
@@ -476,47 +431,17 @@ fn refine_one(
         ));
     }
     let budget = oracle.remaining();
-    let mut prior_share = None;
-    let (image, end) = match refine {
-        Refine::Pixel(cfg) => {
-            let cfg = advface_search::PixelAttackConfig {
-                seed,
-                ..cfg.clone()
-            };
-            let o = advface_search::pixel_attack_from(
-                original, &best.0, best.1, targets, oracle, &cfg, budget,
-            )?;
-            (o.image, o.distance)
-        }
-        Refine::Square(cfg) => {
-            let cfg = advface_search::SquareAttackConfig {
-                seed,
-                ..cfg.clone()
-            };
-            let o = advface_search::square_attack_from(
-                original, &best.0, best.1, targets, oracle, &cfg, budget,
-            )?;
-            (o.image, o.distance)
-        }
-        Refine::Nes(cfg) => {
-            let cfg = crate::nes::NesConfig {
-                seed,
-                ..cfg.clone()
-            };
-            let o = crate::nes::nes_attack_from(
-                original, &best.0, best.1, targets, ensemble, oracle, &cfg, budget,
-            )?;
-            prior_share = o.prior_share;
-            (o.image, o.distance)
-        }
-    };
+    let o = refine
+        .attack()
+        .with_seed(seed)
+        .run(ctx, &best.0, best.1, budget)?;
     Ok((
-        image,
+        o.image,
         RefineOutcome {
             start: Some(best.1),
-            end: Some(end),
+            end: Some(o.loss),
             queries: oracle.used() - used_before,
-            prior_share,
+            prior_share: o.prior_share,
         },
     ))
 }

@@ -111,6 +111,22 @@ impl StepRule {
         }
     }
 
+    /// The same rule with step size `eps` (`lr` for Adam), `[0, 1]` units; the other
+    /// settings kept.
+    pub fn with_eps(&self, e: f32) -> Self {
+        match *self {
+            StepRule::Fgsm { top, .. } => StepRule::Fgsm { eps: e, top },
+            StepRule::Fgvm { .. } => StepRule::Fgvm { eps: e },
+            StepRule::Momentum { mu, .. } => StepRule::Momentum { eps: e, mu },
+            StepRule::Nesterov { mu, decay, .. } => StepRule::Nesterov { eps: e, mu, decay },
+            StepRule::Adam { beta1, beta2, .. } => StepRule::Adam {
+                lr: e,
+                beta1,
+                beta2,
+            },
+        }
+    }
+
     /// Fresh per-image state for `len` pixel values.
     pub fn state(&self, len: usize) -> StepState {
         StepState {

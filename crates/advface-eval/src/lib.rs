@@ -1,16 +1,20 @@
-//! The MCS2018 score (PROTOCOL.md): for each pair, the mean L2 distance between the black
+//! The MCS2018 score (PROTOCOL.md): for each pair, the mean distance between the black
 //! box's descriptors of every (adversarial source, target) combination; the run's score is
 //! the mean over pairs. Lower is better. The match rate is the share of all combinations
-//! closer than the same-person threshold (0.6 for face-api.js).
+//! the black box takes for the same person. Distances and the same-person test come from a
+//! [`Metric`]: face-api.js's is L2 below 0.6 ([`Metric::FACE_API`]).
 
 pub mod curves;
 pub mod merge;
 pub mod plot;
+pub mod record;
 pub mod run;
 
-use advface_core::{Descriptor, MATCH_THRESHOLD};
+use advface_core::Descriptor;
+pub use advface_core::Metric;
 
 pub use merge::{merge_scores, MergeError};
+pub use record::{read_record, record_path, PairRecord, RefineOutcome, SourceOutcome};
 pub use run::{attack_counts, floor, machine, score_run, AttackCounts, RunScore, Violation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -27,23 +31,23 @@ pub enum ScoreError {
 /// Score of one pair.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PairScore {
-    /// Mean L2 over all (source, target) combinations.
+    /// Mean distance over all (source, target) combinations (L2 for face-api.js).
     pub mean_l2: f64,
-    /// Combinations with L2 below the threshold.
+    /// Combinations the metric calls the same person (L2 below the threshold).
     pub matches: usize,
     /// Number of combinations (25 in the protocol).
     pub combinations: usize,
-    /// `distances[s][t]`: L2 between source `s` and target `t`.
+    /// `distances[s][t]`: the distance between source `s` and target `t`.
     pub distances: Vec<Vec<f64>>,
 }
 
 /// Scores one pair: `sources` are the descriptors of the (adversarial) source images,
-/// `targets` those of the target images.
+/// `targets` those of the target images, compared under `metric`.
 pub fn score_pair(
     index: usize,
     sources: &[Descriptor],
     targets: &[Descriptor],
-    threshold: f64,
+    metric: &Metric,
 ) -> Result<PairScore, ScoreError> {
     if sources.is_empty() {
         return Err(ScoreError::Empty {
@@ -69,12 +73,12 @@ pub fn score_pair(
     }
     let distances: Vec<Vec<f64>> = sources
         .iter()
-        .map(|s| targets.iter().map(|t| s.l2(t)).collect())
+        .map(|s| targets.iter().map(|t| metric.distance(s, t)).collect())
         .collect();
     let all: Vec<f64> = distances.iter().flatten().copied().collect();
     Ok(PairScore {
         mean_l2: all.iter().sum::<f64>() / all.len() as f64,
-        matches: all.iter().filter(|&&d| d < threshold).count(),
+        matches: all.iter().filter(|&&d| metric.is_match(d)).count(),
         combinations: all.len(),
         distances,
     })
@@ -83,10 +87,10 @@ pub fn score_pair(
 /// Score of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Mean over pairs of each pair's mean L2: the MCS2018 score.
+    /// Mean over pairs of each pair's mean distance (L2): the MCS2018 score.
     #[serde(deserialize_with = "f64_or_nan")]
     pub score: f64,
-    /// Share of all combinations with L2 below `threshold`.
+    /// Share of all combinations the metric calls the same person (L2 below `threshold`).
     #[serde(deserialize_with = "f64_or_nan")]
     pub match_rate: f64,
     /// The same-person threshold used.
@@ -97,14 +101,15 @@ pub struct Summary {
     pub combinations: usize,
 }
 
-/// Summarises pair scores. An empty list gives NaN score and match rate.
-pub fn summarise(pairs: &[PairScore], threshold: f64) -> Summary {
+/// Summarises pair scores measured under `metric`. An empty list gives NaN score and match
+/// rate.
+pub fn summarise(pairs: &[PairScore], metric: &Metric) -> Summary {
     let combinations: usize = pairs.iter().map(|p| p.combinations).sum();
     let matches: usize = pairs.iter().map(|p| p.matches).sum();
     Summary {
         score: pairs.iter().map(|p| p.mean_l2).sum::<f64>() / pairs.len() as f64,
         match_rate: matches as f64 / combinations as f64,
-        threshold,
+        threshold: metric.threshold(),
         pairs: pairs.len(),
         combinations,
     }
@@ -117,11 +122,9 @@ pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, 
 }
 
 /// The same-person threshold of PROTOCOL.md, 0.6, as f64 (not the f32 constant widened,
-/// which is 0.6000000238).
+/// which is 0.6000000238): [`Metric::FACE_API`]'s.
 pub fn default_threshold() -> f64 {
-    let t: f64 = 0.6;
-    debug_assert_eq!(t as f32, MATCH_THRESHOLD);
-    t
+    Metric::FACE_API.threshold()
 }
 
 #[cfg(test)]
@@ -136,24 +139,46 @@ mod tests {
     fn score_is_mean_over_combinations_then_pairs() {
         // Pair 0: sources at 0 and 1 on a line, targets at 0 and 3.
         // distances: |0-0|=0, |0-3|=3, |1-0|=1, |1-3|=2 -> mean 1.5, matches (<0.6): 1
-        let p0 = score_pair(0, &[d(&[0.0]), d(&[1.0])], &[d(&[0.0]), d(&[3.0])], 0.6).unwrap();
+        let p0 = score_pair(
+            0,
+            &[d(&[0.0]), d(&[1.0])],
+            &[d(&[0.0]), d(&[3.0])],
+            &Metric::FACE_API,
+        )
+        .unwrap();
         assert_eq!(p0.mean_l2, 1.5);
         assert_eq!(p0.matches, 1);
         assert_eq!(p0.combinations, 4);
         // Pair 1: one source, one target, distance 0.5 -> match.
-        let p1 = score_pair(1, &[d(&[0.0, 0.3])], &[d(&[0.4, 0.0])], 0.6).unwrap();
+        let p1 = score_pair(1, &[d(&[0.0, 0.3])], &[d(&[0.4, 0.0])], &Metric::FACE_API).unwrap();
         assert!((p1.mean_l2 - 0.5).abs() < 1e-7);
-        let s = summarise(&[p0, p1], 0.6);
+        let s = summarise(&[p0, p1], &Metric::FACE_API);
         assert!((s.score - 1.0).abs() < 1e-7);
         assert!((s.match_rate - 2.0 / 5.0).abs() < 1e-12);
     }
 
     #[test]
+    fn default_threshold_is_the_f64_0_6_that_narrows_to_the_constant() {
+        assert_eq!(default_threshold(), 0.6);
+        assert_eq!(default_threshold() as f32, advface_core::MATCH_THRESHOLD);
+    }
+
+    #[test]
+    fn a_cosine_metric_scores_and_matches_by_similarity() {
+        let m = Metric::Cosine { threshold: 0.5 };
+        // cos 1 (match), cos 0 (no match)
+        let p = score_pair(0, &[d(&[1.0, 0.0])], &[d(&[2.0, 0.0]), d(&[0.0, 1.0])], &m).unwrap();
+        assert_eq!(p.matches, 1);
+        assert!((p.mean_l2 - 0.5).abs() < 1e-12);
+        assert_eq!(summarise(&[p], &m).threshold, 0.5);
+    }
+
+    #[test]
     fn mismatched_lengths_and_empty_sides_are_errors() {
         assert!(matches!(
-            score_pair(3, &[d(&[0.0])], &[d(&[0.0, 1.0])], 0.6),
+            score_pair(3, &[d(&[0.0])], &[d(&[0.0, 1.0])], &Metric::FACE_API),
             Err(ScoreError::Length { pair: 3, .. })
         ));
-        assert!(score_pair(0, &[], &[d(&[0.0])], 0.6).is_err());
+        assert!(score_pair(0, &[], &[d(&[0.0])], &Metric::FACE_API).is_err());
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{f64_or_nan, score_pair, summarise, PairScore, Summary};
+use crate::{f64_or_nan, score_pair, summarise, Metric, PairScore, Summary};
 
 /// One image below the SSIM limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +98,7 @@ fn score_one(
     crops: &Path,
     adv: &Path,
     oracle: &dyn Oracle,
-    threshold: f64,
+    metric: &Metric,
 ) -> Result<Scored, String> {
     let originals: Vec<RgbImage> = pair
         .sources
@@ -130,8 +130,8 @@ fn score_one(
     let n = pair.sources.len();
     let (adv_d, rest) = d.split_at(n);
     let (clean_d, target_d): (&[Descriptor], &[Descriptor]) = rest.split_at(n);
-    let attacked = score_pair(index, adv_d, target_d, threshold).map_err(|e| e.to_string())?;
-    let clean = score_pair(index, clean_d, target_d, threshold).map_err(|e| e.to_string())?;
+    let attacked = score_pair(index, adv_d, target_d, metric).map_err(|e| e.to_string())?;
+    let clean = score_pair(index, clean_d, target_d, metric).map_err(|e| e.to_string())?;
     Ok(Scored {
         index,
         attacked,
@@ -141,8 +141,8 @@ fn score_one(
     })
 }
 
-/// Mean distance from the geometric median of `targets` to them (Weiszfeld's iteration):
-/// the smallest mean distance to all targets any descriptor can have.
+/// Mean L2 distance from the geometric median of `targets` to them (Weiszfeld's iteration):
+/// the smallest mean L2 distance to all targets any descriptor can have.
 pub fn floor(targets: &[Descriptor]) -> f64 {
     let len = targets[0].len();
     let mean_dist = |c: &[f64]| {
@@ -187,22 +187,17 @@ pub fn floor(targets: &[Descriptor]) -> f64 {
     mean_dist(&c)
 }
 
-/// Reads the attack's records in `adv/records` for the selected pairs.
+/// Reads the attack's records in `adv/records` for the selected pairs (pairs without a
+/// readable record are left out).
 pub fn attack_counts(adv: &Path, selected: &[usize]) -> Option<AttackCounts> {
     let mut queries = Vec::new();
     let mut seconds = 0.0;
     for &i in selected {
-        let path = adv.join("records").join(format!("pair_{i:04}.json"));
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Some(rec) = crate::record::read_record(adv, i) else {
             continue;
         };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-            continue;
-        };
-        seconds += v["wall_s"].as_f64().unwrap_or(0.0);
-        if let Some(list) = v["outcomes"].as_array() {
-            queries.extend(list.iter().filter_map(|o| o["queries"].as_u64()));
-        }
+        seconds += rec.wall_s;
+        queries.extend(rec.outcomes.iter().map(|o| o.queries));
     }
     if queries.is_empty() {
         return None;
@@ -232,21 +227,22 @@ pub fn machine() -> String {
 
 /// Scores the adversarial images in `adv` for the `selected` pairs: SSIM against the
 /// originals in `crops`, the black box asked afresh for the adversarial sources, the clean
-/// sources and the targets. Pairs that cannot be scored are reported, the others still are.
+/// sources and the targets, distances and matches under `metric`. Pairs that cannot be
+/// scored are reported, the others still are.
 pub fn score_run(
     pairs: &[Pair],
     selected: &[usize],
     crops: &Path,
     adv: &Path,
     oracle: &dyn Oracle,
-    threshold: f64,
+    metric: &Metric,
 ) -> RunScore {
     let start = Instant::now();
     let before = oracle.stats().queries;
     let results: Vec<(usize, Result<Scored, String>)> = selected
         .par_iter()
         .with_max_len(1)
-        .map(|&i| (i, score_one(i, &pairs[i], crops, adv, oracle, threshold)))
+        .map(|&i| (i, score_one(i, &pairs[i], crops, adv, oracle, metric)))
         .collect();
     let mut attacked = Vec::new();
     let mut clean = Vec::new();
@@ -276,8 +272,8 @@ pub fn score_run(
         .collect();
     let values: Vec<f64> = ssims.iter().map(|(_, s)| *s).collect();
     RunScore {
-        attacked: summarise(&attacked, threshold),
-        clean: summarise(&clean, threshold),
+        attacked: summarise(&attacked, metric),
+        clean: summarise(&clean, metric),
         floor: floors.iter().sum::<f64>() / floors.len() as f64,
         ssim_min: values.iter().copied().fold(f64::NAN, f64::min),
         ssim_mean: values.iter().sum::<f64>() / values.len() as f64,

@@ -6,90 +6,27 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use advface_attacks::plan::{self, Models, Plan, PlanOptions};
 use advface_attacks::{
-    run_pairs, select_pairs, Acceptance, AttackConfig, Diversity, Ensemble, Member, ModelRecord,
-    Refine, RunConfig, RunEvent, RunPaths, StepRule,
+    run_pairs, select_pairs, Diversity, Ensemble, Member, ModelRecord, RunConfig, RunEvent,
+    RunPaths,
 };
-use advface_core::Differentiable;
+use advface_core::{Differentiable, Shard};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::blackbox::{load_differentiable, open_oracle, OracleArgs};
 
-/// Attack methods: parts of one iterative loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Method {
-    /// The strongest method measured for the budget given (BENCHMARKS.md): `hybrid-nes`
-    /// under a budget, `nesterov` in pure transfer, `fgvm` with acceptance when queries are
-    /// unlimited.
-    Auto,
-    /// The organisers' baseline: 1e-2 sign steps on one student towards the mean target,
-    /// stopping at the first SSIM failure.
-    Fgsm,
-    /// FGSM with the 2nd-place heuristic: only components above mean + std move.
-    FgsmTop,
-    /// FGVM with the 2nd-place heuristics (step eps * clamp(g/std(g), -2, 2), target
-    /// combinations, acceptance, patience, step halving).
-    Fgvm,
-    /// MI-FGSM: momentum 0.9 on the normalised gradient.
-    Momentum,
-    /// The 3rd-place team's Nesterov steps (mu 0.9, step decay 0.98).
-    Nesterov,
-    /// Adam on the perturbation with an SSIM penalty (Carlini-Wagner style).
-    Adam,
-    /// White-box reference: FGVM through the black box's own network (labelled as such).
-    WhiteboxFgvm,
-    /// White-box reference: Adam with an SSIM penalty through the black box's own network.
-    WhiteboxAdam,
-    /// Queries only: the MCS2018 2nd-place one-pixel differential evolution on the black box
-    /// (population 150, 3 generations a round, recombination 1), no students.
-    Pixel,
-    /// Queries only: the Square attack with the SSIM limit, no students.
-    Square,
-    /// Transfer from the students (Nesterov, mirrored, SSIM held at 0.96 to leave room),
-    /// then the Square attack on the black box with the rest of the budget.
-    Hybrid,
-    /// Queries guided by the students: gradient estimation on the black box from random
-    /// directions with the students' gradient as a prior (`--no-prior`: without it).
-    Nes,
-    /// Transfer from the students as `hybrid`, then the student-guided estimator (`nes`)
-    /// with the rest of the budget.
-    HybridNes,
-}
-
-impl Method {
-    fn name(self) -> &'static str {
-        match self {
-            Method::Auto => "auto",
-            Method::Fgsm => "fgsm",
-            Method::FgsmTop => "fgsm-top",
-            Method::Fgvm => "fgvm",
-            Method::Momentum => "momentum",
-            Method::Nesterov => "nesterov",
-            Method::Adam => "adam",
-            Method::WhiteboxFgvm => "whitebox-fgvm",
-            Method::WhiteboxAdam => "whitebox-adam",
-            Method::Pixel => "pixel",
-            Method::Square => "square",
-            Method::Hybrid => "hybrid",
-            Method::Nes => "nes",
-            Method::HybridNes => "hybrid-nes",
-        }
-    }
-
-    fn white_box(self) -> bool {
-        matches!(self, Method::WhiteboxFgvm | Method::WhiteboxAdam)
-    }
-
-    /// Methods that use no student.
-    fn queries_only(self) -> bool {
-        matches!(self, Method::Pixel | Method::Square)
-    }
-
-    /// Whether the method takes gradients from students (`nes` only for its prior).
-    fn uses_students(self, no_prior: bool) -> bool {
-        !(self.queries_only() || (self == Method::Nes && no_prior))
-    }
+/// `--method`'s parser: the names of the plan registry, with their help.
+pub fn method_parser() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    let mut values = vec![PossibleValue::new(plan::AUTO).help(plan::AUTO_HELP)];
+    values.extend(
+        plan::PRESETS
+            .iter()
+            .map(|p| PossibleValue::new(p.name).help(p.help)),
+    );
+    clap::builder::PossibleValuesParser::new(values)
 }
 
 #[derive(clap::Args)]
@@ -104,9 +41,9 @@ pub struct Args {
     /// Rerun the same command to resume.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Attack method.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub method: Method,
+    /// Attack method (the plan registry of advface-attacks).
+    #[arg(long, default_value = plan::AUTO, value_parser = method_parser())]
+    pub method: String,
     /// Students to take gradients from: `student` (the shipped one), run folders or
     /// .weights files, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "student")]
@@ -144,7 +81,7 @@ pub struct Args {
     /// Attack every N-th pair starting at K (K/N, 0-based), for job arrays; `score` reads
     /// the merged folder.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
-    pub shard: Option<(usize, usize)>,
+    pub shard: Option<Shard>,
     /// Pairs attacked in parallel (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -170,97 +107,115 @@ pub struct Args {
     pub oracle: OracleArgs,
 }
 
-pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let (k, n) = s
-        .split_once('/')
-        .ok_or_else(|| format!("'{s}': give K/N, e.g. 0/4"))?;
-    let k: usize = k
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}': K is not a number"))?;
-    let n: usize = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}': N is not a number"))?;
-    if n == 0 || k >= n {
-        return Err(format!("'{s}': need 0 <= K < N"));
-    }
-    Ok((k, n))
+/// `--shard K/N` ([`Shard`]'s syntax).
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse()
 }
 
-/// The loop configuration a method stands for.
-pub fn method_config(method: Method, acceptance: Acceptance, args: &Args) -> AttackConfig {
-    let base = AttackConfig {
-        acceptance,
-        ssim_margin: args.ssim_margin,
-        seed: args.seed,
-        ..AttackConfig::default()
-    };
-    let mut cfg = match method {
-        Method::Fgsm => AttackConfig {
-            rule: StepRule::fgsm_baseline(),
-            steps: 100,
-            cycle_combinations: false,
-            stop_at_ssim_failure: true,
-            ..base
-        },
-        Method::FgsmTop => AttackConfig {
-            rule: StepRule::Fgsm {
-                eps: 0.01 * advface_attacks::NORMALISED_UNIT,
-                top: true,
-            },
-            steps: 100,
-            cycle_combinations: false,
-            stop_at_ssim_failure: true,
-            ..base
-        },
-        Method::Fgvm | Method::WhiteboxFgvm | Method::Auto => AttackConfig {
-            rule: StepRule::fgvm(),
-            ..base
-        },
-        Method::Momentum => AttackConfig {
-            rule: StepRule::momentum(),
-            ..base
-        },
-        Method::Nesterov => AttackConfig {
-            rule: StepRule::nesterov(),
-            steps: 40,
-            cycle_combinations: false,
-            ..base
-        },
-        Method::Adam | Method::WhiteboxAdam => AttackConfig {
-            rule: StepRule::adam(),
-            cycle_combinations: false,
-            ssim_penalty: 1.0,
-            ..base
-        },
-        Method::Pixel | Method::Square | Method::Nes => AttackConfig { steps: 0, ..base },
-        Method::Hybrid | Method::HybridNes => AttackConfig {
-            rule: StepRule::nesterov(),
-            steps: 40,
-            cycle_combinations: false,
-            acceptance: Acceptance::None,
-            ssim_margin: args.ssim_margin.max(0.01),
-            ..base
-        },
-    };
+impl Args {
+    /// The plan settings these flags give.
+    pub fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            transfer_only: self.no_oracle,
+            budget: self.oracle.budget,
+            patience: self.patience,
+            check_every: self.check_every,
+            ssim_margin: self.ssim_margin,
+            seed: self.seed,
+            directions: self.directions,
+            prior: !self.no_prior,
+            history: !self.no_history,
+            ssim_weighted: !self.no_ssim_weight,
+        }
+    }
+}
+
+/// The plan `--method` stands for with these flags, `--steps` and `--eps` applied; refuses
+/// flags the plan has no use for.
+pub fn resolve_plan(args: &Args) -> Result<Plan> {
+    let mut plan = plan::plan(&args.method, &args.plan_options())?;
+    if args.no_oracle && plan.asks_black_box() {
+        bail!(
+            "--method {} asks the black box: it cannot run with --no-oracle",
+            plan.name
+        );
+    }
+    if (args.steps.is_some() || args.eps.is_some()) && !plan.has_gradient_stage() {
+        bail!(
+            "--steps and --eps set the gradient stage, and --method {} has none (it only \
+             queries the black box); drop them or choose a method with a gradient stage",
+            plan.name
+        );
+    }
+    if (args.no_prior || args.no_history || args.no_ssim_weight || args.directions.is_some())
+        && !plan.has_estimator()
+    {
+        bail!(
+            "--no-prior, --no-history, --no-ssim-weight and --directions are settings of \
+             --method nes and hybrid-nes"
+        );
+    }
+    if plan.needs_budget() && args.oracle.budget.is_none() {
+        bail!(
+            "--method {} needs --budget B (queries per source image, targets included)",
+            plan.name
+        );
+    }
     if let Some(s) = args.steps {
-        cfg.steps = s;
+        plan.set_steps(s)?;
     }
     if let Some(e) = args.eps {
-        cfg.rule = match cfg.rule {
-            StepRule::Fgsm { top, .. } => StepRule::Fgsm { eps: e, top },
-            StepRule::Fgvm { .. } => StepRule::Fgvm { eps: e },
-            StepRule::Momentum { mu, .. } => StepRule::Momentum { eps: e, mu },
-            StepRule::Nesterov { mu, decay, .. } => StepRule::Nesterov { eps: e, mu, decay },
-            StepRule::Adam { beta1, beta2, .. } => StepRule::Adam {
-                lr: e,
-                beta1,
-                beta2,
-            },
-        };
+        plan.set_eps(e)?;
     }
-    cfg
+    Ok(plan)
+}
+
+/// The white-box reference's model: the black box's own network, the one `--model` names
+/// (`faceapi`, a TF.js manifest of it, or a student standing in as the black box). A
+/// remote black box (`--oracle URL`) has no network here to differentiate: refused.
+pub fn white_box_model(
+    plan: &Plan,
+    oracle: &OracleArgs,
+) -> Result<(Arc<dyn Differentiable>, ModelRecord)> {
+    if let Some(url) = &oracle.oracle {
+        bail!(
+            "--method {} takes gradients through the black box's own network, and --oracle \
+             {url} is a remote black box with no network here to differentiate; run it on \
+             the local model with --model (faceapi, a TF.js manifest, or a student)",
+            plan.name
+        );
+    }
+    let label = |name: &str| format!("{name} (white-box reference)");
+    let faceapi_record = |fa: &advface_models::FaceApi, name: &str| ModelRecord {
+        name: label(name),
+        sha256: fa
+            .files()
+            .iter()
+            .map(|f| f.sha256.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        weight: 1.0,
+    };
+    let name = oracle.model.as_str();
+    if name == "faceapi" {
+        let fa = advface_models::FaceApi::embedded().context("loading the embedded face-api.js")?;
+        let record = faceapi_record(&fa, "faceapi");
+        return Ok((Arc::new(fa), record));
+    }
+    let path = std::path::Path::new(name);
+    if path.is_file() && path.extension().is_some_and(|e| e == "json") {
+        let fa = advface_models::FaceApi::from_manifest(path)
+            .with_context(|| format!("loading the TF.js model {name}"))?;
+        let record = faceapi_record(&fa, name);
+        return Ok((Arc::new(fa), record));
+    }
+    let (model, sha256) = load_differentiable(name)?;
+    let record = ModelRecord {
+        name: label(&model.name()),
+        sha256,
+        weight: 1.0,
+    };
+    Ok((model, record))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -268,37 +223,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if pairs.is_empty() {
         bail!("{} lists no pair", args.pairs.display());
     }
-    let selected = select_pairs(pairs.len(), args.n, args.shard.unwrap_or((0, 1)));
-    let method = match args.method {
-        Method::Auto if args.no_oracle => Method::Nesterov,
-        Method::Auto if args.oracle.budget.is_some() => Method::HybridNes,
-        Method::Auto => Method::Fgvm,
-        m => m,
-    };
+    let selected = select_pairs(pairs.len(), args.n, args.shard.unwrap_or_default());
+    let plan = resolve_plan(&args)?;
     // The ensemble.
     let mut members = Vec::new();
     let mut records = Vec::new();
-    if method.white_box() {
-        let fa: Arc<dyn Differentiable> = Arc::new(
-            advface_models::FaceApi::embedded().context("loading the embedded face-api.js")?,
-        );
-        members.push(Member {
-            model: fa,
-            weight: 1.0,
-        });
-        records.push(ModelRecord {
-            name: "faceapi (white-box reference)".into(),
-            sha256: advface_models::FaceApi::embedded()?
-                .files()
-                .iter()
-                .map(|f| f.sha256.clone())
-                .collect::<Vec<_>>()
-                .join(","),
-            weight: 1.0,
-        });
-    } else if method.uses_students(args.no_prior) {
-        let students: Vec<String> = if matches!(method, Method::Fgsm | Method::FgsmTop) {
-            // The organisers' baseline uses one student.
+    if plan.white_box() {
+        let (model, record) = white_box_model(&plan, &args.oracle)?;
+        members.push(Member { model, weight: 1.0 });
+        records.push(record);
+    } else if plan.uses_students() {
+        let students: Vec<String> = if plan.models == Models::FirstStudent {
             args.students.iter().take(1).cloned().collect()
         } else {
             args.students.clone()
@@ -330,78 +265,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None
     } else {
         let mut e = Ensemble::new(members)?;
-        e.mirror = !args.no_mirror && !matches!(method, Method::Fgsm | Method::FgsmTop);
+        e.mirror = !args.no_mirror && plan.mirror;
         e.diversity = (args.diversity > 0).then_some(Diversity {
             max_shift: args.diversity,
             prob: 0.7,
         });
         Some(e)
     };
-    if args.no_oracle
-        && (method.queries_only()
-            || matches!(method, Method::Hybrid | Method::HybridNes | Method::Nes))
-    {
-        bail!(
-            "--method {} asks the black box: it cannot run with --no-oracle",
-            method.name()
-        );
-    }
-    let refine = match method {
-        Method::Pixel => Some(Refine::Pixel(advface_search::PixelAttackConfig {
-            ssim_margin: args.ssim_margin,
-            ..Default::default()
-        })),
-        Method::Square | Method::Hybrid => {
-            Some(Refine::Square(advface_search::SquareAttackConfig {
-                ssim_margin: args.ssim_margin,
-                ..Default::default()
-            }))
-        }
-        Method::Nes | Method::HybridNes => Some(Refine::Nes(advface_attacks::NesConfig {
-            directions: args.directions.unwrap_or_else(|| {
-                advface_attacks::NesConfig::directions_for_budget(args.oracle.budget.unwrap_or(0))
-            }),
-            prior: !args.no_prior,
-            history: !args.no_history,
-            ssim_weighted: !args.no_ssim_weight,
-            ssim_margin: args.ssim_margin,
-            ..Default::default()
-        })),
-        _ => None,
-    };
-    if (args.steps.is_some() || args.eps.is_some())
-        && matches!(method, Method::Pixel | Method::Square | Method::Nes)
-    {
-        bail!(
-            "--steps and --eps set the gradient stage, and --method {} has none (it only \
-             queries the black box); drop them or choose a method with a gradient stage",
-            method.name()
-        );
-    }
-    if (args.no_prior || args.no_history || args.no_ssim_weight || args.directions.is_some())
-        && !matches!(method, Method::Nes | Method::HybridNes)
-    {
-        bail!(
-            "--no-prior, --no-history, --no-ssim-weight and --directions are settings of \
-             --method nes and hybrid-nes"
-        );
-    }
-    if refine.is_some() && args.oracle.budget.is_none() {
-        bail!(
-            "--method {} needs --budget B (queries per source image, targets included)",
-            method.name()
-        );
-    }
-    let acceptance = if args.no_oracle {
-        Acceptance::None
-    } else {
-        Acceptance::BlackBox {
-            patience: args.patience,
-            check_every: args.check_every,
-            adaptive: true,
-        }
-    };
-    let attack = method_config(method, acceptance, &args);
     // The run's black box: the budget is per image inside the run, not on the oracle.
     let oracle_args = OracleArgs {
         budget: None,
@@ -409,15 +279,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let oracle = open_oracle(&oracle_args)?;
     let config = RunConfig {
-        method: method.name().into(),
-        white_box: method.white_box(),
-        attack,
-        refine,
+        method: plan.name.into(),
+        white_box: plan.white_box(),
+        attack: plan.attack.clone(),
+        refine: plan.query.clone(),
         budget_per_image: args.oracle.budget,
         models: records,
         mirror: ensemble.as_ref().is_some_and(|e| e.mirror),
         diversity: ensemble.as_ref().and_then(|e| e.diversity),
         oracle: oracle.name(),
+        metric: advface_core::Metric::FACE_API,
         pairs_file: args.pairs.clone(),
         crops: args.crops.clone(),
     };
@@ -513,4 +384,86 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(flags: &[&str]) -> Args {
+        let mut argv = vec!["attack", "--pairs", "p.csv", "--crops", "c", "--out", "o"];
+        argv.extend_from_slice(flags);
+        Cli::try_parse_from(argv).expect("flags parse").args
+    }
+
+    fn refused(flags: &[&str]) -> String {
+        resolve_plan(&args(flags)).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn method_names_come_from_the_registry() {
+        for name in plan::names() {
+            assert_eq!(args(&["--method", name, "--budget", "9"]).method, name);
+        }
+        let argv = [
+            "attack", "--pairs", "p", "--crops", "c", "--out", "o", "--method", "fgvn",
+        ];
+        let err = Cli::try_parse_from(argv)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("fgvn") && err.contains("hybrid-nes"), "{err}");
+    }
+
+    #[test]
+    fn flag_checks_read_the_plan() {
+        let e = refused(&["--method", "square", "--no-oracle"]);
+        assert!(e.contains("cannot run with --no-oracle"), "{e}");
+        let e = refused(&["--method", "pixel", "--budget", "10", "--steps", "3"]);
+        assert!(e.contains("--method pixel has none"), "{e}");
+        let e = refused(&["--method", "fgvm", "--no-prior"]);
+        assert!(e.contains("settings of --method nes and hybrid-nes"), "{e}");
+        let e = refused(&["--method", "hybrid"]);
+        assert!(e.contains("needs --budget"), "{e}");
+        // auto resolves before the checks, as before
+        let p = resolve_plan(&args(&["--no-oracle"])).unwrap();
+        assert_eq!(p.name, "nesterov");
+        let p = resolve_plan(&args(&["--budget", "100", "--no-prior"])).unwrap();
+        assert_eq!(p.name, "hybrid-nes");
+        let p = resolve_plan(&args(&["--method", "adam", "--steps", "7", "--eps", "0.5"])).unwrap();
+        assert_eq!(p.attack.steps, 7);
+        assert_eq!(p.attack.rule.eps(), 0.5);
+    }
+
+    /// Issue 22: the white-box methods took gradients from the embedded face-api.js whatever
+    /// `--model` named. They follow the model now, and refuse a remote black box.
+    #[test]
+    fn white_box_methods_follow_the_model_or_refuse() {
+        let a = args(&[
+            "--method",
+            "whitebox-fgvm",
+            "--oracle",
+            "http://127.0.0.1:9",
+        ]);
+        let plan = resolve_plan(&a).unwrap();
+        let e = white_box_model(&plan, &a.oracle)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("--oracle") && e.contains("no network"), "{e}");
+        let a = args(&["--method", "whitebox-adam", "--model", "student"]);
+        let plan = resolve_plan(&a).unwrap();
+        let (model, record) = white_box_model(&plan, &a.oracle).unwrap();
+        assert!(model.name().contains("student"), "{}", model.name());
+        assert!(record.name.contains("student") && record.name.contains("white-box"));
+        let a = args(&["--method", "whitebox-fgvm", "--model", "no/such/model"]);
+        assert!(white_box_model(&resolve_plan(&a).unwrap(), &a.oracle).is_err());
+    }
 }

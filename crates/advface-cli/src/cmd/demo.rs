@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use advface_core::RgbImage;
 use anyhow::{Context, Result};
 
-use super::attack::{self, Method};
+use super::attack;
 use super::blackbox::OracleArgs;
 use super::score;
 
@@ -23,9 +23,9 @@ pub struct Args {
     /// Crops folder (default: the committed demo crops).
     #[arg(long, value_name = "DIR")]
     pub crops: Option<PathBuf>,
-    /// Attack method.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub method: Method,
+    /// Attack method (as `advface attack --method`).
+    #[arg(long, default_value = advface_attacks::plan::AUTO, value_parser = attack::method_parser())]
+    pub method: String,
     /// Black-box queries per source image, targets included.
     #[arg(long, default_value_t = 100)]
     pub budget: u64,
@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         pairs: pairs_file.clone(),
         crops: crops.clone(),
         out: args.out.clone(),
-        method: args.method,
+        method: args.method.clone(),
         students: args.students.clone(),
         weights: Vec::new(),
         no_oracle: false,

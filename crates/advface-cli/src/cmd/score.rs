@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use advface_attacks::select_pairs;
 use advface_eval::merge::covered_pairs;
-use advface_eval::{default_threshold, merge_scores, score_run, RunScore};
+use advface_eval::{merge_scores, score_run, Metric, RunScore};
 use anyhow::{bail, Context, Result};
 
 use super::attack::parse_shard;
@@ -31,7 +31,7 @@ pub struct Args {
     /// Score only every N-th pair starting at K (K/N, 0-based), the pairs of `advface
     /// attack --shard K/N`; merge the shards' reports with --merge.
     #[arg(long, value_name = "K/N", value_parser = parse_shard, conflicts_with = "merge")]
-    pub shard: Option<(usize, usize)>,
+    pub shard: Option<advface_core::Shard>,
     /// Merge these `score --json` reports of disjoint shards into one report, as if the
     /// whole run had been scored at once (nothing is asked of the black box).
     #[arg(
@@ -144,7 +144,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             bail!("give --pairs, --crops and --adv, or --merge");
         };
         let pairs = advface_data::read_pairs(pairs_file)?;
-        let selected = select_pairs(pairs.len(), args.n, args.shard.unwrap_or((0, 1)));
+        let selected = select_pairs(pairs.len(), args.n, args.shard.unwrap_or_default());
         if selected.is_empty() {
             bail!("{} lists no pair to score", pairs_file.display());
         }
@@ -161,7 +161,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             crops,
             adv,
             oracle.as_ref(),
-            default_threshold(),
+            &Metric::FACE_API,
         )
     } else {
         merged(&args)?

@@ -1,16 +1,14 @@
 //! The student-guided estimator on a fake linear black box: exact budget, SSIM on every
 //! image asked, the prior helps when it is right and does not mislead when it is wrong.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
+use crate::common::{ensemble, face, Linear};
 use advface_attacks::{nes_attack_from, NesConfig};
 use advface_core::{
     Descriptor, Embedder, Oracle, OracleError, PixelBatch, QueryStats, RgbImage, SSIM_LIMIT,
 };
 use advface_oracle::LocalOracle;
-use common::{ensemble, face, Linear};
 
 const S: u32 = 32;
 
@@ -132,12 +130,8 @@ fn the_budget_is_exact_and_every_image_asked_holds_the_limit() {
                 .embed(&PixelBatch::from_images(std::slice::from_ref(&out.image)).unwrap())
                 .unwrap();
             let real = advface_attacks::iterative::mean_distance(&d[0], &targets);
-            assert!(
-                (real - out.distance).abs() < 1e-6,
-                "{real} vs {}",
-                out.distance
-            );
-            assert!(out.distance <= out.start_distance);
+            assert!((real - out.loss).abs() < 1e-6, "{real} vs {}", out.loss);
+            assert!(out.loss <= out.start_loss);
         }
     }
 }
@@ -157,7 +151,7 @@ fn a_right_prior_beats_random_directions_and_a_wrong_one_does_not_mislead() {
     for seed in 0..3 {
         for (k, student) in [Some(&bb), None, Some(&wrong)].into_iter().enumerate() {
             let (out, ..) = run_with(&bb, student, budget, seed, plain.clone());
-            gains[k] += out.start_distance - out.distance;
+            gains[k] += out.start_loss - out.loss;
             shares[k] += out.prior_share.unwrap_or(0.0);
         }
     }
@@ -195,7 +189,7 @@ fn random_gains(bb: &Arc<Linear>, budget: u64, cfg: &NesConfig) -> f64 {
             let (out, asked, min_ssim, _) = run_with(bb, None, budget, seed, cfg.clone());
             assert!(asked <= budget);
             assert!(min_ssim >= SSIM_LIMIT + 0.002 - 1e-12, "{min_ssim}");
-            out.start_distance - out.distance
+            out.start_loss - out.loss
         })
         .sum()
 }
@@ -250,7 +244,7 @@ fn directions_shaped_by_ssim_tolerance_go_further_within_the_limit() {
                         .unwrap();
                 let min_ssim = oracle.log.lock().unwrap().1;
                 assert!(min_ssim >= SSIM_LIMIT + 0.002 - 1e-12, "{min_ssim}");
-                out.start_distance - out.distance
+                out.start_loss - out.loss
             })
             .sum()
     };
@@ -317,4 +311,23 @@ fn bad_settings_and_inputs_are_refused() {
     let e = nes_attack_from(&source, &bad, start, &targets, None, &oracle, &cfg, 10).unwrap_err();
     assert!(e.to_string().contains("below the limit"), "{e}");
     assert_eq!(oracle.log.lock().unwrap().0, 0, "nothing asked");
+}
+
+/// Issue 22: `prior_share` measured the estimate along the first basis vector even when
+/// Gram-Schmidt had dropped the prior (a zero gradient), i.e. along a random direction.
+#[test]
+fn prior_share_counts_nothing_along_a_dropped_prior() {
+    let bb = Arc::new(Linear::new(16, (3 * S * S) as usize, 1));
+    // a student whose gradient is zero everywhere: its prior is dropped every iteration
+    let mut flat = Linear::new(16, (3 * S * S) as usize, 2);
+    flat.w.iter_mut().for_each(|v| *v = 0.0);
+    let flat = Arc::new(flat);
+    let (out, ..) = run(&bb, Some(&flat), 60, 1);
+    assert!(out.iterations > 0);
+    assert_eq!(out.prior_share, Some(0.0), "{out:?}");
+    // and the images are those of the same run without a prior: the dropped prior took
+    // no query and no random draw
+    let (plain, ..) = run(&bb, None, 60, 1);
+    assert_eq!(out.image, plain.image);
+    assert_eq!(out.loss.to_bits(), plain.loss.to_bits());
 }

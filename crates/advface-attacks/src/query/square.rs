@@ -1,6 +1,6 @@
 //! The Square Attack (Andriushchenko, Croce, Flammarion, Hein, ECCV 2020), adapted to the
-//! MCS2018 task: the loss is the black box's mean L2 distance to the targets, and the Lp
-//! ball is replaced by the SSIM limit.
+//! MCS2018 task: the loss is the objective on the black box's answers (the mean L2 distance
+//! to the targets), and the Lp ball is replaced by the SSIM limit.
 //!
 //! Each iteration proposes a random square window of the current image, shifted by a
 //! random `+-delta` grey levels per channel (the paper's L-infinity proposal: one sign per
@@ -16,14 +16,14 @@
 //! The budget is exact: every image asked is one query, and no call asks for more images
 //! than the budget has left.
 
-use advface_core::{Descriptor, Oracle, RgbImage, SSIM_LIMIT};
+use advface_core::{RgbImage, SSIM_LIMIT};
+use advface_search::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::blackbox::{start_distance, Scorer};
-use crate::rng::Rng;
-use crate::SearchError;
+use super::{QueryAttack, QueryContext, QueryOutcome, Scorer};
+use crate::AttackError;
 
-/// Settings of [`square_attack`].
+/// Settings of the square attack (a [`QueryAttack`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SquareAttackConfig {
@@ -69,28 +69,6 @@ impl Default for SquareAttackConfig {
     }
 }
 
-/// What [`square_attack`] returns.
-#[derive(Debug, Clone)]
-pub struct SquareOutcome {
-    /// The best image found (the start image when nothing improved); its SSIM against the
-    /// original is at least the limit plus the margin.
-    pub image: RgbImage,
-    /// The black box's mean L2 distance of `image` to the targets.
-    pub distance: f64,
-    /// The same for the start image.
-    pub start_distance: f64,
-    /// SSIM of `image` against the original.
-    pub ssim: f64,
-    /// Black-box queries made (the start image's included when [`square_attack`] asked
-    /// it); never more than the budget.
-    pub queries: u64,
-    /// Proposals accepted.
-    pub accepted: u64,
-    /// Proposals skipped without a query (below the SSIM limit even at the smallest
-    /// `delta`, or changing nothing).
-    pub skipped: u64,
-}
-
 /// The paper's schedule of `p` at iteration `it` of `n_iters` (its `p_selection`, with
 /// iterations past the horizon kept at the last value).
 pub fn p_schedule(p_init: f64, it: u64, n_iters: u64) -> f64 {
@@ -117,58 +95,57 @@ pub fn square_side(p: f64, w: u32, h: u32) -> u32 {
     s.clamp(1, w.min(h).saturating_sub(1).max(1))
 }
 
-/// The square attack: asks the black box for `start` first (one query), then runs
-/// [`square_attack_from`].
-///
-/// `original`: the protocol's crop (SSIM reference); `start`: the image to improve, at
-/// least at the limit; `targets`: the target descriptors; `budget`: queries at most, the
-/// start image's included.
-///
-/// # Errors
-/// [`SearchError::BadInput`] for inputs that do not fit, [`SearchError::Config`] for bad
-/// settings or a budget of 0, and the oracle's errors.
-pub fn square_attack(
-    original: &RgbImage,
-    start: &RgbImage,
-    targets: &[Descriptor],
-    oracle: &dyn Oracle,
-    cfg: &SquareAttackConfig,
-    budget: u64,
-) -> Result<SquareOutcome, SearchError> {
-    let limit = cfg.ssim_limit + cfg.ssim_margin;
-    let d0 = start_distance(original, start, targets, oracle, limit, budget)?;
-    let mut out = square_attack_from(original, start, d0, targets, oracle, cfg, budget - 1)?;
-    out.queries += 1;
-    Ok(out)
+impl QueryAttack for SquareAttackConfig {
+    fn name(&self) -> &'static str {
+        "square"
+    }
+
+    fn ssim_floor(&self) -> f64 {
+        self.ssim_limit + self.ssim_margin
+    }
+
+    fn with_seed(&self, seed: u64) -> Box<dyn QueryAttack> {
+        Box::new(Self {
+            seed,
+            ..self.clone()
+        })
+    }
+
+    /// Proposals from `start` until the budget is spent (a budget of 0 returns the start
+    /// image); `iterations` counts proposals asked and skipped, `improved` those accepted,
+    /// `skipped` those never asked (below the SSIM limit even at the smallest `delta`, or
+    /// changing nothing).
+    fn run(
+        &self,
+        ctx: &QueryContext<'_>,
+        start: &RgbImage,
+        start_loss: f64,
+        budget: u64,
+    ) -> Result<QueryOutcome, AttackError> {
+        square_attack_from(ctx, start, start_loss, self, budget)
+    }
 }
 
-/// The square attack from a start image whose distance `start_distance` is known (no
-/// query spent on it). `budget`: queries at most.
-///
-/// # Errors
-/// As [`square_attack`] (a budget of 0 returns the start image).
-pub fn square_attack_from(
-    original: &RgbImage,
+fn square_attack_from(
+    ctx: &QueryContext<'_>,
     start: &RgbImage,
     start_distance: f64,
-    targets: &[Descriptor],
-    oracle: &dyn Oracle,
     cfg: &SquareAttackConfig,
     budget: u64,
-) -> Result<SquareOutcome, SearchError> {
+) -> Result<QueryOutcome, AttackError> {
     if !(cfg.p_init > 0.0 && cfg.p_init <= 1.0) {
-        return Err(SearchError::Config(format!(
-            "p_init must be in (0, 1], got {}",
+        return Err(AttackError::BadInput(format!(
+            "invalid search settings: p_init must be in (0, 1], got {}",
             cfg.p_init
         )));
     }
     if cfg.delta == 0 || cfg.batch == 0 {
-        return Err(SearchError::Config(
-            "delta and batch must be at least 1".into(),
+        return Err(AttackError::BadInput(
+            "invalid search settings: delta and batch must be at least 1".into(),
         ));
     }
     let limit = cfg.ssim_limit + cfg.ssim_margin;
-    let mut scorer = Scorer::new(original, start, targets, oracle, limit, budget)?;
+    let mut scorer = Scorer::new(ctx, start, limit, budget)?;
     let horizon = cfg.schedule_horizon.unwrap_or(budget).max(1);
     let (w, h) = (start.width(), start.height());
     let mut rng = Rng::new(cfg.seed);
@@ -198,7 +175,7 @@ pub fn square_attack_from(
                 }
             }
         }
-        let d = scorer.distances(&proposals)?;
+        let d = scorer.losses(&proposals)?;
         if let Some((i, &best)) = d.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)) {
             if best < current_d {
                 current_d = best;
@@ -207,14 +184,16 @@ pub fn square_attack_from(
             }
         }
     }
-    Ok(SquareOutcome {
+    Ok(QueryOutcome {
         ssim: scorer.ssim(&current)?,
         image: current,
-        distance: current_d,
-        start_distance,
+        loss: current_d,
+        start_loss: start_distance,
         queries: scorer.used(),
-        accepted,
+        iterations: scorer.used() + skipped,
+        improved: accepted,
         skipped,
+        prior_share: None,
     })
 }
 
@@ -227,7 +206,7 @@ fn propose(
     side: u32,
     cfg: &SquareAttackConfig,
     rng: &mut Rng,
-) -> Result<Option<RgbImage>, SearchError> {
+) -> Result<Option<RgbImage>, AttackError> {
     let (w, h) = (current.width() as usize, current.height() as usize);
     let s = side as usize;
     let y0 = rng.index(h - s + 1);
@@ -265,8 +244,9 @@ fn propose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blackbox::mean_distance;
-    use crate::test_oracles::{noise_image, smooth_image, CountingOracle, RegionOracle};
+    use crate::query::test_oracles::{
+        mean_distance, measured, noise_image, smooth_image, CountingOracle, RegionOracle,
+    };
 
     #[test]
     fn schedule_follows_the_paper() {
@@ -299,7 +279,7 @@ mod tests {
                 seed: budget,
                 ..SquareAttackConfig::default()
             };
-            let out = square_attack(&original, &original, &targets, &oracle, &cfg, budget).unwrap();
+            let out = measured(&cfg, &original, &original, &targets, &oracle, budget).unwrap();
             let log = oracle.log();
             assert_eq!(log.total, out.queries);
             assert_eq!(log.total, budget, "batch {batch}: the whole budget is used");
@@ -311,7 +291,7 @@ mod tests {
             assert!(log.min_ssim >= 0.95, "asked SSIM {}", log.min_ssim);
             assert!(out.ssim >= 0.95);
             let d = mean_distance(&RegionOracle::new(2).describe_one(&out.image), &targets);
-            assert!((d - out.distance).abs() < 1e-12);
+            assert!((d - out.loss).abs() < 1e-12);
         }
     }
 
@@ -329,14 +309,11 @@ mod tests {
                 batch,
                 ..SquareAttackConfig::default()
             };
-            let out = square_attack(&original, &original, &targets, &oracle, &cfg, 800).unwrap();
-            assert!(out.accepted >= 10, "{out:?}");
+            let out = measured(&cfg, &original, &original, &targets, &oracle, 800).unwrap();
+            assert!(out.improved >= 10, "{out:?}");
             // a batch spends `batch` queries per accepted step: less progress per query
             let ratio = if batch == 1 { 0.75 } else { 0.9 };
-            assert!(
-                out.distance < ratio * out.start_distance,
-                "batch {batch}: {out:?}"
-            );
+            assert!(out.loss < ratio * out.start_loss, "batch {batch}: {out:?}");
             assert!(out.ssim >= 0.952);
         }
     }
@@ -354,7 +331,7 @@ mod tests {
             max_skips_in_row: 50,
             ..SquareAttackConfig::default()
         };
-        let out = square_attack(&original, &original, &targets, &oracle, &cfg, 200).unwrap();
+        let out = measured(&cfg, &original, &original, &targets, &oracle, 200).unwrap();
         assert!(out.skipped > 0, "{out:?}");
         assert!(oracle.log().min_ssim >= 0.999);
         assert_eq!(oracle.log().total, out.queries);

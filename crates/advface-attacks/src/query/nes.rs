@@ -1,9 +1,9 @@
 //! Gradient estimation from black-box queries, with the students' gradient as a prior
 //! (issue 6): the black box's answers correct the students' direction.
 //!
-//! Each iteration, at the current 8-bit image `x` whose black-box loss `f(x)` (mean L2
-//! distance to the targets) is known:
-//! 1. the prior: the ensemble's gradient of its own mean distance to the same targets
+//! Each iteration, at the current 8-bit image `x` whose black-box loss `f(x)` (the
+//! objective under the metric: the mean L2 distance to the targets) is known:
+//! 1. the prior: the ensemble's gradient of the same objective on its own descriptors
 //!    (no query), and the last iteration's estimate (the black box's gradient changes
 //!    slowly between iterates, so each estimate refines the last one instead of starting
 //!    over);
@@ -34,16 +34,16 @@
 //! no call asks for more images than are left. Every image asked or kept holds the SSIM
 //! limit plus the margin (the guard), as in the other attacks.
 
-use advface_core::{Descriptor, Oracle, PixelBatch, RgbImage, SSIM_LIMIT};
-use advface_search::Scorer;
+use advface_core::{Descriptor, Metric, Objective, Oracle, PixelBatch, RgbImage, SSIM_LIMIT};
 use serde::{Deserialize, Serialize};
 
+use super::{QueryAttack, QueryContext, QueryOutcome, Scorer};
 use crate::ensemble::Ensemble;
 use crate::guard::SsimGuard;
 use crate::rng::Rng;
 use crate::AttackError;
 
-/// Settings of [`nes_attack_from`].
+/// Settings of the student-guided estimator (a [`QueryAttack`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NesConfig {
@@ -106,30 +106,46 @@ impl NesConfig {
     }
 }
 
-/// What [`nes_attack_from`] returns.
-#[derive(Debug, Clone)]
-pub struct NesOutcome {
-    /// The best image the black box saw (the start image when nothing improved).
-    pub image: RgbImage,
-    /// Its mean L2 distance to the targets, as the black box answered.
-    pub distance: f64,
-    /// The start image's.
-    pub start_distance: f64,
-    /// SSIM of `image` against the original.
-    pub ssim: f64,
-    /// Queries made; never more than the budget.
-    pub queries: u64,
-    /// Iterations (estimates) made.
-    pub iterations: u64,
-    /// Iterations whose step or a probe improved the loss.
-    pub improved: u64,
-    /// Mean over iterations of the share of the estimate's squared norm that lies along the
-    /// prior (how much the black box agreed with the students); `None` without a prior.
-    pub prior_share: Option<f64>,
+/// What the estimator returned before the query attacks shared one outcome.
+pub type NesOutcome = QueryOutcome;
+
+impl QueryAttack for NesConfig {
+    fn name(&self) -> &'static str {
+        "nes"
+    }
+
+    fn needs_students(&self) -> bool {
+        self.prior
+    }
+
+    fn ssim_floor(&self) -> f64 {
+        self.ssim_limit + self.ssim_margin
+    }
+
+    fn with_seed(&self, seed: u64) -> Box<dyn QueryAttack> {
+        Box::new(Self {
+            seed,
+            ..self.clone()
+        })
+    }
+
+    /// Estimates and steps from `start` until fewer than 2 queries are left;
+    /// `iterations` counts estimates, `improved` those whose step or a probe improved the
+    /// loss, `prior_share` the mean share of the estimates along the students' gradient.
+    fn run(
+        &self,
+        ctx: &QueryContext<'_>,
+        start: &RgbImage,
+        start_loss: f64,
+        budget: u64,
+    ) -> Result<QueryOutcome, AttackError> {
+        estimate(ctx, start, start_loss, self, budget)
+    }
 }
 
-/// Student-guided gradient estimation from a start image whose black-box distance
-/// `start_distance` is known (no query spent on it); `budget` queries at most.
+/// Student-guided gradient estimation towards `targets` (impersonation, L2) from a start
+/// image whose black-box distance `start_distance` is known (no query spent on it);
+/// `budget` queries at most: [`QueryAttack::run`] of `cfg`.
 ///
 /// `original` is the protocol's crop (the SSIM reference), `start` an image holding the
 /// limit (the original, or a transfer attack's result), `ensemble` the students (required
@@ -148,11 +164,30 @@ pub fn nes_attack_from(
     oracle: &dyn Oracle,
     cfg: &NesConfig,
     budget: u64,
-) -> Result<NesOutcome, AttackError> {
-    check(targets, ensemble, cfg)?;
+) -> Result<QueryOutcome, AttackError> {
+    let objective = Objective::impersonate(targets.to_vec());
+    let ctx = QueryContext {
+        original,
+        objective: &objective,
+        metric: &Metric::FACE_API,
+        oracle,
+        ensemble,
+    };
+    cfg.run(&ctx, start, start_distance, budget)
+}
+
+fn estimate(
+    ctx: &QueryContext<'_>,
+    start: &RgbImage,
+    start_distance: f64,
+    cfg: &NesConfig,
+    budget: u64,
+) -> Result<QueryOutcome, AttackError> {
+    let (original, ensemble) = (ctx.original, ctx.ensemble);
+    check(ctx.objective, ensemble, cfg)?;
     let limit = cfg.ssim_limit + cfg.ssim_margin;
     // checks the sizes, the targets and the start's SSIM; keeps the budget exact
-    let mut scorer = Scorer::new(original, start, targets, oracle, limit, budget)?;
+    let mut scorer = Scorer::new(ctx, start, limit, budget)?;
     let (w, h) = (original.width() as usize, original.height() as usize);
     let plane = 3 * w * h;
     let guard = SsimGuard::new(original, limit)?;
@@ -185,7 +220,7 @@ pub fn nes_attack_from(
             let e = ensemble.expect("checked: a prior needs students");
             let batch = PixelBatch::new(1, h, w, x.clone())
                 .map_err(|e| AttackError::BadInput(e.to_string()))?;
-            let lg = e.loss_and_grad_sets(&batch, &[targets], &mut rng)?;
+            let lg = e.loss_and_grad_objectives(&batch, &[ctx.objective], ctx.metric, &mut rng)?;
             // descend: the direction of steepest decrease of the students' loss
             dirs.push(shape(lg.grad.into_iter().map(|v| -v).collect(), 2));
         }
@@ -198,10 +233,13 @@ pub fn nes_attack_from(
         for _ in 0..random {
             dirs.push(shape(tiled_noise(w, h, cfg.tile.max(1), &mut rng), 1));
         }
-        let basis = orthonormal(dirs);
+        let (basis, _, kept) = orthonormal_kept(dirs);
         if basis.is_empty() {
             break;
         }
+        // The prior is the first direction only if Gram-Schmidt kept it (a zero gradient,
+        // say where the students' loss is flat, is dropped).
+        let prior_kept = cfg.prior && kept.first() == Some(&0);
         // 3. Probes, each on the side that does not lower SSIM.
         let (_, sg) = guard.ssim_and_grad(&x)?;
         let room = (scorer.remaining() - 1) as usize;
@@ -228,7 +266,7 @@ pub fn nes_attack_from(
         if probes.is_empty() {
             break;
         }
-        let f = scorer.distances(&probes)?;
+        let f = scorer.losses(&probes)?;
         // 4. Least squares on the real displacements.
         let cur = image.to_chw_f32();
         let disp: Vec<Vec<f32>> = probes
@@ -244,7 +282,7 @@ pub fn nes_attack_from(
             .collect();
         let m: Vec<f64> = f.iter().map(|v| v - fx).collect();
         let est = least_squares_in_span(&disp, &m);
-        if cfg.prior {
+        if prior_kept {
             let norm2: f64 = est.iter().map(|v| f64::from(*v).powi(2)).sum();
             if norm2 > 0.0 {
                 let along: f64 = est
@@ -273,7 +311,7 @@ pub fn nes_attack_from(
             let cand: Vec<f32> = x.iter().zip(&est).map(|(a, g)| a - k * g).collect();
             let g = guard.enforce(&x, cand)?;
             if g.image != image {
-                let fs = scorer.distances(std::slice::from_ref(&g.image))?;
+                let fs = scorer.losses(std::slice::from_ref(&g.image))?;
                 if let Some(&fs) = fs.first() {
                     if fs < fx && best.is_none_or(|b| fs < b.1) {
                         best = None;
@@ -304,20 +342,21 @@ pub fn nes_attack_from(
             scale = 1.0;
         }
     }
-    Ok(NesOutcome {
+    Ok(QueryOutcome {
         image,
-        distance: fx,
-        start_distance,
+        loss: fx,
+        start_loss: start_distance,
         ssim,
         queries: scorer.used(),
         iterations,
         improved,
+        skipped: 0,
         prior_share: (cfg.prior && iterations > 0).then(|| share_sum / iterations as f64),
     })
 }
 
 fn check(
-    targets: &[Descriptor],
+    objective: &Objective,
     ensemble: Option<&Ensemble>,
     cfg: &NesConfig,
 ) -> Result<(), AttackError> {
@@ -338,7 +377,7 @@ fn check(
                 "the students' prior needs students (or turn the prior off)".into(),
             ));
         };
-        let want = targets.first().map_or(0, |t| t.len());
+        let want = objective.references().first().map_or(0, |t| t.len());
         if e.descriptor_len() != want {
             return Err(AttackError::BadInput(format!(
                 "descriptor length mismatch: the students ({}) give {}, the targets have {}",
@@ -422,26 +461,30 @@ fn dots4<T: Copy + Into<f64>>(rows: [&[T]; 4], u: &[f32]) -> [f64; 4] {
 /// it, so it is done as each is accepted, for all later vectors at once (their dot
 /// products side by side, [`dots`]); each vector still sees the same steps in the same
 /// order, so the result is bit for bit the sequential one.
+#[cfg(test)]
 fn orthonormal(vs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-    orthonormal_with_norms(vs).0
+    orthonormal_kept(vs).0
 }
 
-/// [`orthonormal`], and the f64 norm each kept vector had before it was normalised (every
-/// step of the arithmetic shows in it: the tests compare it bit for bit).
-fn orthonormal_with_norms(vs: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<f64>) {
-    let mut pending: Vec<(Vec<f64>, f64)> = vs
+/// Gram-Schmidt as `orthonormal` describes, with the f64 norm each kept vector had before it was normalised (every
+/// step of the arithmetic shows in it: the tests compare it bit for bit) and the index in
+/// `vs` of each kept vector.
+fn orthonormal_kept(vs: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<f64>, Vec<usize>) {
+    let mut pending: Vec<(Vec<f64>, f64, usize)> = vs
         .into_iter()
-        .filter_map(|v| {
+        .enumerate()
+        .filter_map(|(i, v)| {
             let v: Vec<f64> = v.into_iter().map(f64::from).collect();
             let n0 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-            (n0 > 0.0 && n0.is_finite()).then_some((v, n0))
+            (n0 > 0.0 && n0.is_finite()).then_some((v, n0, i))
         })
         .collect();
     let mut out: Vec<Vec<f32>> = Vec::with_capacity(pending.len());
     let mut norms = Vec::with_capacity(pending.len());
+    let mut kept = Vec::with_capacity(pending.len());
     for h in 0..pending.len() {
         let (head, rest) = pending[h..].split_first_mut().expect("h < len");
-        let (v, n0) = head;
+        let (v, n0, index) = head;
         // its first pass over `out` was done as each was accepted; the second:
         for u in &out {
             let dot: f64 = v.iter().zip(u).map(|(a, b)| a * f64::from(*b)).sum();
@@ -451,16 +494,17 @@ fn orthonormal_with_norms(vs: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<f64>) {
         if n > 1e-6 * *n0 {
             let u: Vec<f32> = v.iter().map(|a| (a / n) as f32).collect();
             // the first pass's step along `u` for every later vector
-            let rows: Vec<&[f64]> = rest.iter().map(|(r, _)| r.as_slice()).collect();
+            let rows: Vec<&[f64]> = rest.iter().map(|(r, ..)| r.as_slice()).collect();
             let ds = dots(&rows, &u);
-            for ((r, _), dot) in rest.iter_mut().zip(ds) {
+            for ((r, ..), dot) in rest.iter_mut().zip(ds) {
                 subtract_along(r, dot, &u);
             }
             out.push(u);
             norms.push(n);
+            kept.push(*index);
         }
     }
-    (out, norms)
+    (out, norms, kept)
 }
 
 /// One Gram-Schmidt step: `v -= dot * u`.
@@ -709,7 +753,7 @@ mod tests {
     fn orthonormal_is_bit_for_bit_the_sequential_gram_schmidt() {
         for (n, seed) in [(5, 1), (6, 2), (16, 3), (51, 4)] {
             let vs = directions(n, 56, 56, seed);
-            let (fast, fast_norms) = orthonormal_with_norms(vs.clone());
+            let (fast, fast_norms, _) = orthonormal_kept(vs.clone());
             let (slow, slow_norms) = orthonormal_sequential(vs);
             assert_eq!(bits(&fast), bits(&slow), "{n} directions");
             let b = |g: &[f64]| g.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -3,24 +3,25 @@
 //! Rounds: each round starts from the best image so far and runs a scipy-style
 //! differential evolution over `(row, col, R, G, B)` of `k` pixels (`5k` dimensions; rows
 //! and columns in `[0, size)`, colours in `[0, 256)`, truncated to integers, as
-//! one-pixel-attack implementations decode them). The loss of a candidate is the black
-//! box's mean L2 distance to the targets, or a fixed penalty (1e6) without a query when its
-//! SSIM against the original crop is below the limit. Every generation's candidates are
-//! asked in one [`Oracle::describe`] call (deferred updating). The round's best image is
+//! one-pixel-attack implementations decode them). The loss of a candidate is the
+//! objective on the black box's answer (the mean L2 distance to the targets), or a fixed
+//! penalty (1e6) without a query when its SSIM against the original crop is below the
+//! limit. Every generation's candidates are asked in one
+//! [`advface_core::Oracle::describe`] call (deferred updating). The round's best image is
 //! kept only when it improves on the image the round started from.
 //!
 //! The budget is exact: a batch is cut to the queries left, and the attack stops when none
 //! are left.
 
-use advface_core::{Descriptor, Oracle, RgbImage, SSIM_LIMIT};
+use advface_core::{RgbImage, SSIM_LIMIT};
+use advface_search::de::{differential_evolution, DeConfig, Init, Mutation, Strategy, Updating};
+use advface_search::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::blackbox::{start_distance, Scorer};
-use crate::de::{differential_evolution, DeConfig, Init, Mutation, Strategy, Updating};
-use crate::rng::Rng;
-use crate::SearchError;
+use super::{QueryAttack, QueryContext, QueryOutcome, Scorer};
+use crate::AttackError;
 
-/// Settings of [`pixel_attack`].
+/// Settings of the few-pixel attack (a [`QueryAttack`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PixelAttackConfig {
@@ -75,72 +76,47 @@ impl Default for PixelAttackConfig {
     }
 }
 
-/// What [`pixel_attack`] returns.
-#[derive(Debug, Clone)]
-pub struct PixelOutcome {
-    /// The best image found (the start image when nothing improved); its SSIM against the
-    /// original is at least the limit plus the margin.
-    pub image: RgbImage,
-    /// The black box's mean L2 distance of `image` to the targets.
-    pub distance: f64,
-    /// The same for the start image.
-    pub start_distance: f64,
-    /// SSIM of `image` against the original.
-    pub ssim: f64,
-    /// Black-box queries made (the start image's included when [`pixel_attack`] asked it);
-    /// never more than the budget.
-    pub queries: u64,
-    /// Rounds run (the last may be cut short by the budget).
-    pub rounds: usize,
-    /// Rounds whose best image improved the distance and was kept.
-    pub improved_rounds: usize,
-    /// Candidates given the penalty without a query (below the SSIM limit).
-    pub infeasible: u64,
+impl QueryAttack for PixelAttackConfig {
+    fn name(&self) -> &'static str {
+        "pixel"
+    }
+
+    fn ssim_floor(&self) -> f64 {
+        self.ssim_limit + self.ssim_margin
+    }
+
+    fn with_seed(&self, seed: u64) -> Box<dyn QueryAttack> {
+        Box::new(Self {
+            seed,
+            ..self.clone()
+        })
+    }
+
+    /// Rounds of DE from `start` until the budget is spent (a budget of 0 returns the
+    /// start image); `iterations` counts rounds (the last may be cut short by the budget),
+    /// `improved` the rounds whose best image was kept, `skipped` the candidates given the
+    /// penalty without a query.
+    fn run(
+        &self,
+        ctx: &QueryContext<'_>,
+        start: &RgbImage,
+        start_loss: f64,
+        budget: u64,
+    ) -> Result<QueryOutcome, AttackError> {
+        pixel_attack_from(ctx, start, start_loss, self, budget)
+    }
 }
 
-/// The few-pixel attack: asks the black box for `start` first (one query), then runs
-/// [`pixel_attack_from`].
-///
-/// `original`: the protocol's crop (SSIM reference); `start`: the image to improve (the
-/// original, or the output of another attack), at least at the limit; `targets`: the
-/// target descriptors (one length, the oracle's); `budget`: queries at most, the start
-/// image's included.
-///
-/// # Errors
-/// [`SearchError::BadInput`] for inputs that do not fit, [`SearchError::Config`] for bad
-/// settings or a budget of 0 (nothing can be measured), and the oracle's errors.
-pub fn pixel_attack(
-    original: &RgbImage,
-    start: &RgbImage,
-    targets: &[Descriptor],
-    oracle: &dyn Oracle,
-    cfg: &PixelAttackConfig,
-    budget: u64,
-) -> Result<PixelOutcome, SearchError> {
-    let limit = cfg.ssim_limit + cfg.ssim_margin;
-    let d0 = start_distance(original, start, targets, oracle, limit, budget)?;
-    let mut out = pixel_attack_from(original, start, d0, targets, oracle, cfg, budget - 1)?;
-    out.queries += 1;
-    Ok(out)
-}
-
-/// The few-pixel attack from a start image whose distance `start_distance` is known
-/// (no query spent on it). `budget`: queries at most.
-///
-/// # Errors
-/// As [`pixel_attack`] (a budget of 0 returns the start image).
-pub fn pixel_attack_from(
-    original: &RgbImage,
+fn pixel_attack_from(
+    ctx: &QueryContext<'_>,
     start: &RgbImage,
     start_distance: f64,
-    targets: &[Descriptor],
-    oracle: &dyn Oracle,
     cfg: &PixelAttackConfig,
     budget: u64,
-) -> Result<PixelOutcome, SearchError> {
+) -> Result<QueryOutcome, AttackError> {
     check(cfg)?;
     let limit = cfg.ssim_limit + cfg.ssim_margin;
-    let mut scorer = Scorer::new(original, start, targets, oracle, limit, budget)?;
+    let mut scorer = Scorer::new(ctx, start, limit, budget)?;
     let (w, h) = (start.width(), start.height());
     let k = cfg.pixels_per_round;
     let bounds: Vec<(f64, f64)> = (0..k)
@@ -156,22 +132,23 @@ pub fn pixel_attack_from(
         .collect();
     let mut current = start.clone();
     let mut current_d = start_distance;
-    let mut out = PixelOutcome {
+    let mut out = QueryOutcome {
         image: start.clone(),
-        distance: start_distance,
-        start_distance,
+        loss: start_distance,
+        start_loss: start_distance,
         ssim: scorer.ssim(start)?,
         queries: 0,
-        rounds: 0,
-        improved_rounds: 0,
-        infeasible: 0,
+        iterations: 0,
+        improved: 0,
+        skipped: 0,
+        prior_share: None,
     };
     let mut round = 0usize;
     while scorer.remaining() > 0 && cfg.max_rounds.is_none_or(|m| round < m) {
         let base = current.clone();
         let used_before = scorer.used();
         let mut best: Option<(f64, RgbImage)> = None;
-        let mut failure: Option<SearchError> = None;
+        let mut failure: Option<AttackError> = None;
         let de = DeConfig {
             strategy: cfg.strategy,
             popsize: cfg.popsize,
@@ -189,7 +166,7 @@ pub fn pixel_attack_from(
         let objective = |xs: &[Vec<f64>]| -> Vec<f64> {
             match score_generation(&mut scorer, &base, xs, cfg.infeasible_loss) {
                 Ok((energies, round_best, infeasible)) => {
-                    out.infeasible += infeasible;
+                    out.skipped += infeasible;
                     if let Some((d, im)) = round_best {
                         if best.as_ref().is_none_or(|(b, _)| d < *b) {
                             best = Some((d, im));
@@ -212,7 +189,7 @@ pub fn pixel_attack_from(
             if d < current_d {
                 current_d = d;
                 current = im;
-                out.improved_rounds += 1;
+                out.improved += 1;
             }
         }
         if scorer.used() == used_before {
@@ -221,23 +198,25 @@ pub fn pixel_attack_from(
             break;
         }
     }
-    out.rounds = round;
+    out.iterations = round as u64;
     out.queries = scorer.used();
     out.ssim = scorer.ssim(&current)?;
-    out.distance = current_d;
+    out.loss = current_d;
     out.image = current;
     Ok(out)
 }
 
-fn check(cfg: &PixelAttackConfig) -> Result<(), SearchError> {
+fn check(cfg: &PixelAttackConfig) -> Result<(), AttackError> {
     if cfg.pixels_per_round == 0 {
-        return Err(SearchError::Config(
-            "pixels_per_round must be at least 1".into(),
+        return Err(AttackError::BadInput(
+            "invalid search settings: pixels_per_round must be at least 1".into(),
         ));
     }
     if !cfg.infeasible_loss.is_finite() {
-        return Err(SearchError::Config(
-            "infeasible_loss must be finite (DE never converges with infinite energies)".into(),
+        return Err(AttackError::BadInput(
+            "invalid search settings: infeasible_loss must be finite (DE never converges \
+             with infinite energies)"
+                .into(),
         ));
     }
     Ok(())
@@ -260,7 +239,7 @@ fn decode(base: &RgbImage, x: &[f64]) -> RgbImage {
 }
 
 /// Energies of one DE batch: the penalty for candidates below the SSIM limit, the black
-/// box's distance for the others, asked in one call cut to the budget. The energies stop
+/// box's loss for the others, asked in one call cut to the budget. The energies stop
 /// at the first candidate the budget left unasked. Also returns the batch's best asked
 /// image and the number of penalised candidates.
 #[allow(clippy::type_complexity)]
@@ -269,7 +248,7 @@ fn score_generation(
     base: &RgbImage,
     xs: &[Vec<f64>],
     penalty: f64,
-) -> Result<(Vec<f64>, Option<(f64, RgbImage)>, u64), SearchError> {
+) -> Result<(Vec<f64>, Option<(f64, RgbImage)>, u64), AttackError> {
     let mut images = Vec::with_capacity(xs.len());
     let mut feasible = Vec::with_capacity(xs.len());
     for x in xs {
@@ -283,7 +262,7 @@ fn score_generation(
         .filter(|(_, f)| **f)
         .map(|(im, _)| im.clone())
         .collect();
-    let answers = scorer.distances(&asked)?;
+    let answers = scorer.losses(&asked)?;
     let mut energies = Vec::with_capacity(xs.len());
     let mut next = answers.iter();
     let mut best: Option<(f64, usize)> = None;
@@ -311,8 +290,10 @@ fn score_generation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blackbox::mean_distance;
-    use crate::test_oracles::{noise_image, BumpOracle, CountingOracle, RegionOracle};
+    use crate::query::test_oracles::{
+        mean_distance, measured, noise_image, resumed, BumpOracle, CountingOracle, RegionOracle,
+    };
+    use advface_core::Oracle;
 
     #[test]
     fn decode_truncates_and_clamps() {
@@ -341,7 +322,7 @@ mod tests {
             seed: 1,
             ..PixelAttackConfig::default()
         };
-        let out = pixel_attack(&original, &original, &targets, &oracle, &cfg, 20_000).unwrap();
+        let out = measured(&cfg, &original, &original, &targets, &oracle, 20_000).unwrap();
         let diff: Vec<(u32, u32)> = (0..32)
             .flat_map(|y| (0..32).map(move |x| (x, y)))
             .filter(|&(x, y)| (0..3).any(|c| out.image.get(x, y, c) != original.get(x, y, c)))
@@ -353,7 +334,7 @@ mod tests {
             out.image.get(9, 20, 2),
         ];
         assert!(px[0] >= 250 && px[1] <= 5 && px[2] >= 250, "{px:?}");
-        assert!(out.distance < 0.05 * out.start_distance, "{out:?}");
+        assert!(out.loss < 0.05 * out.start_loss, "{out:?}");
         assert_eq!(out.queries, oracle.stats().queries);
         assert_eq!(out.queries, 1 + 150 * 41);
     }
@@ -382,7 +363,7 @@ mod tests {
                 seed: budget,
                 ..PixelAttackConfig::default()
             };
-            let out = pixel_attack(&original, &original, &targets, &oracle, &cfg, budget).unwrap();
+            let out = measured(&cfg, &original, &original, &targets, &oracle, budget).unwrap();
             let log = oracle.log();
             assert_eq!(log.total, out.queries, "k {k} budget {budget}");
             assert!(log.total <= budget, "k {k}: {} > {budget}", log.total);
@@ -390,8 +371,8 @@ mod tests {
             assert!(log.min_ssim >= 0.95, "asked SSIM {}", log.min_ssim);
             assert!(out.ssim >= 0.95);
             let d = mean_distance(&RegionOracle::new(3).describe_one(&out.image), &targets);
-            assert!((d - out.distance).abs() < 1e-12);
-            assert!(out.distance <= out.start_distance);
+            assert!((d - out.loss).abs() < 1e-12);
+            assert!(out.loss <= out.start_loss);
         }
     }
 
@@ -406,10 +387,10 @@ mod tests {
         let oracle = RegionOracle::new(4);
         let targets = vec![oracle.describe_one(&goal)];
         let cfg = PixelAttackConfig::default();
-        let out = pixel_attack(&original, &original, &targets, &oracle, &cfg, 6_001).unwrap();
-        assert_eq!(out.rounds, 10);
-        assert!(out.improved_rounds >= 8, "{out:?}");
-        assert!(out.distance < 0.9 * out.start_distance, "{out:?}");
+        let out = measured(&cfg, &original, &original, &targets, &oracle, 6_001).unwrap();
+        assert_eq!(out.iterations, 10);
+        assert!(out.improved >= 8, "{out:?}");
+        assert!(out.loss < 0.9 * out.start_loss, "{out:?}");
         assert!(out.ssim >= 0.952);
     }
 
@@ -425,8 +406,8 @@ mod tests {
             max_rounds: Some(2),
             ..PixelAttackConfig::default()
         };
-        let out = pixel_attack(&original, &original, &targets, &oracle, &cfg, 10_000).unwrap();
-        assert!(out.infeasible > 0);
+        let out = measured(&cfg, &original, &original, &targets, &oracle, 10_000).unwrap();
+        assert!(out.skipped > 0);
         assert!(oracle.log().min_ssim >= 0.99);
         assert_eq!(oracle.log().total, out.queries);
         assert!(out.queries < 1 + 2 * 600);
@@ -440,12 +421,12 @@ mod tests {
         let cfg = PixelAttackConfig::default();
         let other = noise_image(16, 16, 2);
         assert!(matches!(
-            pixel_attack(&original, &other, &t, &oracle, &cfg, 10),
-            Err(SearchError::BadInput(_))
+            measured(&cfg, &original, &other, &t, &oracle, 10),
+            Err(AttackError::BadInput(_))
         ));
-        assert!(pixel_attack(&original, &original, &[], &oracle, &cfg, 10).is_err());
-        assert!(pixel_attack(&original, &original, &t, &oracle, &cfg, 0).is_err());
-        let out = pixel_attack_from(&original, &original, 1.0, &t, &oracle, &cfg, 0).unwrap();
-        assert_eq!((out.queries, out.rounds, out.distance), (0, 0, 1.0));
+        assert!(measured(&cfg, &original, &original, &[], &oracle, 10).is_err());
+        assert!(measured(&cfg, &original, &original, &t, &oracle, 0).is_err());
+        let out = resumed(&cfg, &original, &original, 1.0, &t, &oracle, 0).unwrap();
+        assert_eq!((out.queries, out.iterations, out.loss), (0, 0, 1.0));
     }
 }

@@ -1,18 +1,16 @@
 //! Running pairs from files: outputs, records, resume, shards, and bad input named.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::common::{face, Linear};
 use advface_attacks::{
     read_record, run_pairs, select_pairs, Acceptance, AttackConfig, Ensemble, Member, RunConfig,
     RunEvent, RunPaths,
 };
-use advface_core::{Differentiable, Oracle, SSIM_LIMIT};
+use advface_core::{Differentiable, Oracle, Shard, SSIM_LIMIT};
 use advface_data::Pair;
 use advface_oracle::LocalOracle;
-use common::{face, Linear};
 
 fn names(person: &str) -> Vec<String> {
     (1..=5)
@@ -83,6 +81,7 @@ fn setup(budget: Option<u64>) -> Setup {
         mirror: false,
         diversity: None,
         oracle: "linear".into(),
+        metric: Default::default(),
         pairs_file: "pairs.csv".into(),
         crops: crops.clone(),
     };
@@ -161,7 +160,9 @@ fn writes_every_source_resumes_and_counts_queries_exactly() {
             assert!((ssim - o.ssim).abs() < 1e-12);
         }
     }
-    assert!(s.paths.out.join("config.json").is_file());
+    // the default metric is not written: config.json reads as before it was a setting
+    let config = std::fs::read_to_string(s.paths.out.join("config.json")).unwrap();
+    assert!(!config.contains("metric"), "{config}");
     // A rerun does nothing and asks nothing.
     let (again, _) = run(&s, &[0, 1]);
     assert_eq!((again.attacked, again.resumed, again.queries), (0, 2, 0));
@@ -230,14 +231,17 @@ fn a_black_box_of_another_length_is_refused_before_any_query() {
 
 #[test]
 fn shards_partition_the_selection() {
-    let all = select_pairs(10, Some(7), (0, 1));
+    let all = select_pairs(10, Some(7), Shard::ALL);
     assert_eq!(all, (0..7).collect::<Vec<_>>());
     let mut merged: Vec<usize> = (0..3)
-        .flat_map(|k| select_pairs(10, Some(7), (k, 3)))
+        .flat_map(|k| select_pairs(10, Some(7), Shard::new(k, 3).unwrap()))
         .collect();
     merged.sort();
     assert_eq!(merged, all);
-    assert_eq!(select_pairs(10, None, (1, 3)), vec![1, 4, 7]);
+    assert_eq!(
+        select_pairs(10, None, Shard::new(1, 3).unwrap()),
+        vec![1, 4, 7]
+    );
 }
 
 #[test]

@@ -1,14 +1,39 @@
 //! The iterative loop on a fake linear model: distances fall, SSIM holds on every image,
 //! budgets are exact, acceptance never returns worse than the clean image.
 
-mod common;
-
 use std::sync::Arc;
 
-use advface_attacks::{attack_pair, Acceptance, AttackConfig, SsimGuard, StepRule};
-use advface_core::{Descriptor, Embedder, Oracle, PixelBatch, SSIM_LIMIT};
+use advface_attacks::iterative::SourceOracle;
+use advface_attacks::{
+    attack_pair, Acceptance, AttackConfig, AttackError, Ensemble, PairOutcome, SsimGuard, StepRule,
+};
+use advface_core::{
+    Descriptor, Embedder, Metric, Objective, Oracle, PixelBatch, RgbImage, SSIM_LIMIT,
+};
 use advface_oracle::{Budgeted, LocalOracle};
-use common::{ensemble, face, Linear};
+
+use crate::common::{ensemble, face, Linear};
+
+/// [`attack_pair`] towards `targets` (impersonation under face-api.js's L2).
+fn pair(
+    sources: &[RgbImage],
+    targets: &[Descriptor],
+    e: &Ensemble,
+    oracles: Option<&[SourceOracle]>,
+    cfg: &AttackConfig,
+    seed: u64,
+) -> Result<PairOutcome, AttackError> {
+    let objective = Objective::impersonate(targets.to_vec());
+    attack_pair(
+        sources,
+        &objective,
+        &Metric::FACE_API,
+        e,
+        oracles,
+        cfg,
+        seed,
+    )
+}
 
 const S: u32 = 32;
 
@@ -49,7 +74,7 @@ fn every_step_rule_lowers_the_distance_and_holds_ssim() {
             },
             ..AttackConfig::default()
         };
-        let out = attack_pair(&sources, &targets, &ensemble(&model), None, &cfg, 0).unwrap();
+        let out = pair(&sources, &targets, &ensemble(&model), None, &cfg, 0).unwrap();
         for (i, (im, o)) in out.images.iter().zip(&out.sources).enumerate() {
             let s = advface_image::ssim(&sources[i], im).unwrap().mean;
             assert!(
@@ -78,7 +103,7 @@ fn mirrored_and_diverse_inputs_still_descend() {
         steps: 20,
         ..AttackConfig::default()
     };
-    let out = attack_pair(&sources, &targets, &e, None, &cfg, 3).unwrap();
+    let out = pair(&sources, &targets, &e, None, &cfg, 3).unwrap();
     for (i, im) in out.images.iter().enumerate() {
         assert!(mean_dist(&model, im, &targets) < mean_dist(&model, &sources[i], &targets));
     }
@@ -108,7 +133,7 @@ fn acceptance_spends_exactly_the_budget_and_never_returns_worse() {
             },
             ..AttackConfig::default()
         };
-        let out = attack_pair(
+        let out = pair(
             &sources,
             &targets,
             &ensemble(&model),
@@ -155,7 +180,7 @@ fn fgsm_baseline_stops_at_the_first_ssim_cut() {
         stop_at_ssim_failure: true,
         ..AttackConfig::default()
     };
-    let out = attack_pair(&sources, &targets, &ensemble(&model), None, &stop, 0).unwrap();
+    let out = pair(&sources, &targets, &ensemble(&model), None, &stop, 0).unwrap();
     for (o, (im, src)) in out.sources.iter().zip(out.images.iter().zip(&sources)) {
         assert_eq!(o.steps, 0, "{o:?}");
         assert_eq!(im, src);
@@ -164,7 +189,7 @@ fn fgsm_baseline_stops_at_the_first_ssim_cut() {
         stop_at_ssim_failure: false,
         ..stop
     };
-    let out = attack_pair(&sources, &targets, &ensemble(&model), None, &go_on, 0).unwrap();
+    let out = pair(&sources, &targets, &ensemble(&model), None, &go_on, 0).unwrap();
     for (o, (im, src)) in out.sources.iter().zip(out.images.iter().zip(&sources)) {
         assert_eq!(o.steps, 50, "{o:?}");
         assert_ne!(im, src);
@@ -176,7 +201,7 @@ fn fgsm_baseline_stops_at_the_first_ssim_cut() {
 fn wrong_descriptor_length_names_the_models() {
     let (model, sources, _) = setup();
     let targets = vec![Descriptor(vec![0.0; 128]); 5];
-    let err = attack_pair(
+    let err = pair(
         &sources,
         &targets,
         &ensemble(&model),
@@ -241,4 +266,48 @@ fn a_set_of_targets_is_the_mean_of_its_members() {
         );
     }
     assert!(e.loss_and_grad_sets(&one, &[&[]], &mut rng).is_err());
+}
+
+/// Issue 22: the FGSM baseline stops at the first step the SSIM limit cuts, but its test
+/// looked only at the share of the step kept, so a step the guard had repaired along the
+/// SSIM gradient (all of it kept, moved back where SSIM objected) went on as if uncut.
+#[test]
+fn fgsm_baseline_stops_at_a_guard_repaired_step() {
+    let (model, sources, targets) = setup();
+    let sources = &sources[..1];
+    let e = ensemble(&model);
+    let plane = (3 * S * S) as usize;
+    let x = sources[0].to_chw_f32();
+    let aim = Descriptor(
+        (0..targets[0].len())
+            .map(|k| targets.iter().map(|t| t.0[k]).sum::<f32>() / targets.len() as f32)
+            .collect(),
+    );
+    let batch = PixelBatch::new(1, S as usize, S as usize, x.clone()).unwrap();
+    let g = e
+        .loss_and_grad(&batch, &[aim], &mut advface_attacks::rng::Rng::new(0))
+        .unwrap()
+        .grad;
+    let guard = SsimGuard::new(&sources[0], SSIM_LIMIT + 0.002).unwrap();
+    // the first sign step the guard repairs without cutting it
+    let eps = (1..400)
+        .map(|k| k as f32 * 0.0005)
+        .find(|&eps| {
+            let rule = StepRule::Fgsm { eps, top: false };
+            let delta = rule.delta(&mut rule.state(plane), &g, 1.0);
+            let cand: Vec<f32> = x.iter().zip(&delta).map(|(a, d)| a + d).collect();
+            let out = guard.enforce(&x, cand).unwrap();
+            out.repaired && out.kept == 1.0
+        })
+        .expect("some step size needs a repair that keeps the whole step");
+    let cfg = AttackConfig {
+        rule: StepRule::Fgsm { eps, top: false },
+        steps: 5,
+        cycle_combinations: false,
+        stop_at_ssim_failure: true,
+        ..AttackConfig::default()
+    };
+    let out = pair(sources, &targets, &e, None, &cfg, 0).unwrap();
+    assert_eq!(out.sources[0].steps, 0, "eps {eps}: {:?}", out.sources[0]);
+    assert_eq!(out.images[0], sources[0]);
 }

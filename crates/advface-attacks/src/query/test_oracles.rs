@@ -4,11 +4,60 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use advface_core::{Descriptor, Oracle, OracleError, QueryStats, RgbImage};
+use advface_core::{Descriptor, Metric, Objective, Oracle, OracleError, QueryStats, RgbImage};
 use advface_image::ssim::SsimReference;
 use advface_image::SsimConfig;
+use advface_search::Rng;
 
-use crate::rng::Rng;
+use super::{run_measured, QueryAttack, QueryContext, QueryOutcome};
+use crate::AttackError;
+
+/// Mean L2 distance to the targets (the impersonation loss under face-api.js's metric).
+pub fn mean_distance(d: &Descriptor, targets: &[Descriptor]) -> f64 {
+    advface_core::mean_distance(d, targets, &Metric::FACE_API)
+}
+
+/// Runs `attack` towards `targets` (impersonation, L2) from `start`, asking for the start
+/// first ([`run_measured`]).
+pub fn measured(
+    attack: &dyn QueryAttack,
+    original: &RgbImage,
+    start: &RgbImage,
+    targets: &[Descriptor],
+    oracle: &dyn Oracle,
+    budget: u64,
+) -> Result<QueryOutcome, AttackError> {
+    let objective = Objective::impersonate(targets.to_vec());
+    let ctx = QueryContext {
+        original,
+        objective: &objective,
+        metric: &Metric::FACE_API,
+        oracle,
+        ensemble: None,
+    };
+    run_measured(attack, &ctx, start, budget)
+}
+
+/// Runs `attack` towards `targets` from `start` whose loss is known.
+pub fn resumed(
+    attack: &dyn QueryAttack,
+    original: &RgbImage,
+    start: &RgbImage,
+    start_loss: f64,
+    targets: &[Descriptor],
+    oracle: &dyn Oracle,
+    budget: u64,
+) -> Result<QueryOutcome, AttackError> {
+    let objective = Objective::impersonate(targets.to_vec());
+    let ctx = QueryContext {
+        original,
+        objective: &objective,
+        metric: &Metric::FACE_API,
+        oracle,
+        ensemble: None,
+    };
+    attack.run(&ctx, start, start_loss, budget)
+}
 
 /// Uniform noise, every value in `0..=255`.
 pub fn noise_image(w: u32, h: u32, seed: u64) -> RgbImage {
