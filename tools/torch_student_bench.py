@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `advface bench student` (issue 4): the same student network, timed the
+"""PyTorch peer of `advface-bench student` (issue 4): the same student network, timed the
 same way, so that burn flex can be compared with PyTorch on the same CPU in the same run.
 
 Install (CPU wheels are enough; only PyPI is needed):
   python3 -m venv venv-torch && venv-torch/bin/pip install torch numpy
-then `advface bench student --python venv-torch/bin/python` runs this script itself.
+then `advface-bench student --python venv-torch/bin/python` runs this script itself.
 
 The network is advface-models' `Student` (crates/advface-models/src/student.rs) written in
 PyTorch: ImageNet normalisation inside the model, optional average-pool of the input by
@@ -21,7 +21,7 @@ Timed, as on the Rust side:
          only (torch.autograd.grad(loss, pixels): no weight gradients, as burn's eval-mode
          module computes none); median over --grad-reps after --warmup.
 
-Prints one JSON object on stdout (the last line), read by `advface bench student`. If torch
+Prints one JSON object on stdout (the last line), read by `advface-bench student`. If torch
 cannot be imported it prints {"error": "torch-missing", ...} and exits with status 3.
 
 Usage (from anywhere):

@@ -32,7 +32,8 @@ enum Command {
     /// Student distillation: collect the black box's descriptors of the pool, train a
     /// student on them (both resumable).
     Distill(cmd::distill::Args),
-    /// Speed tables: SSIM, black-box throughput (with peers where installed).
+    /// Moved to the development tool `advface-bench`; says the new command line.
+    #[command(hide = true, disable_help_flag = true)]
     Bench(cmd::bench::Args),
     /// Attack pairs: transfer from student ensembles, judged by the black box under a
     /// per-image budget, or the white-box reference; resumable, sharded.

@@ -1,57 +1,10 @@
 //! `prepare` on a small LFW tree made of the committed fixture JPEGs.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use advface_data::{prepare, read_pairs, PrepareConfig, PrepareError};
+use advface_testkit::{all_files, copy_lfw, fixture_lfw, pillow_crops};
 use sha2::{Digest, Sha256};
-
-fn fixture_lfw() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lfw")
-}
-
-/// Copies the fixture LFW tree to a temp dir so tests can add bad files to it.
-fn copy_lfw(dst: &Path) {
-    let src = fixture_lfw().join("images_deepfunneled");
-    for id in std::fs::read_dir(&src).unwrap() {
-        let id = id.unwrap();
-        let to = dst.join("images_deepfunneled").join(id.file_name());
-        std::fs::create_dir_all(&to).unwrap();
-        for f in std::fs::read_dir(id.path()).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
-        }
-    }
-}
-
-fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
-#[derive(serde::Deserialize)]
-struct CropFixture {
-    images: Vec<CropCase>,
-}
-#[derive(serde::Deserialize)]
-struct CropCase {
-    path: String,
-    sha256_rgb: String,
-}
 
 #[test]
 fn prepare_writes_the_protocol_deterministically_and_crops_equal_pillow() {
@@ -89,10 +42,7 @@ fn prepare_writes_the_protocol_deterministically_and_crops_equal_pillow() {
     );
 
     // Every crop, decoded again, equals Pillow's crop.
-    let fx: CropFixture =
-        serde_json::from_slice(&std::fs::read(fixture_lfw().join("pillow_crops.json")).unwrap())
-            .unwrap();
-    for case in fx.images {
+    for case in pillow_crops() {
         let rel = case.path.replace(".jpg", ".png");
         let im = advface_image::read_image(&a.join("crops").join(&rel)).unwrap();
         assert_eq!((im.width(), im.height()), (112, 112));

@@ -12,10 +12,14 @@
 //!   the distillation pool not yet stored, refusing a pool that holds an attack identity;
 //! - [`split`]: the validation split by identity;
 //! - [`train`](mod@train): fits a student ([`advface_models::StudentTrainer`]) to a store,
-//!   with checkpoints, resume and validation metrics.
+//!   with checkpoints, resume and validation metrics;
+//! - [`eval`]: a trained student against the black box on the attack identities' crops;
+//! - [`runlog`]: the store's log of collection runs.
 
 pub mod augment;
 pub mod collect;
+pub mod eval;
+pub mod runlog;
 pub mod split;
 pub mod store;
 pub mod train;
@@ -27,6 +31,11 @@ pub use augment::{
 pub use collect::{
     collect, collect_store_spec, CollectConfig, CollectError, CollectEvent, CollectReport,
     SkippedImage, DEFAULT_BATCH,
+};
+pub use eval::{eval_images, evaluate, list_pngs, EvalError, EvalReport, EVAL_BATCH};
+pub use runlog::{
+    append_run_log, read_run_log, CollectRun, CollectRunRequest, RunLogError, SkippedEntry,
+    RUN_LOG_FILE,
 };
 pub use split::{
     identity_of_key, is_validation_identity, split_by_identity, Split, DEFAULT_VAL_PERCENT,

@@ -5,7 +5,9 @@
 //! - `config.json`: the resolved [`TrainConfig`]; a rerun must give the same config (or it
 //!   is refused with both configs in the error);
 //! - `log.csv`: one row per epoch, appended: `epoch, step, images_seen, lr, train_mse,
-//!   val_mse, val_r2, val_cos, elapsed_s`;
+//!   val_mse, val_r2, val_cos, elapsed_s`. An epoch's row is written before the checkpoint
+//!   that marks the epoch done, and a resume first drops rows past that checkpoint, so
+//!   every finished epoch has exactly one row whenever the run is killed;
 //! - `checkpoint/`: `student-<step>.weights`, `optimizer-<step>.bin` and `state.json`
 //!   naming them. Weights and optimizer are written first (each atomically: temp file,
 //!   sync, rename), `state.json` last, so a kill at any moment leaves the previous complete
@@ -582,6 +584,7 @@ pub fn train(
     });
 
     let log_path = run_dir.join("log.csv");
+    trim_log(&log_path, state.epoch)?;
     let elapsed_base = state.elapsed_s;
     let elapsed = |started: &Instant| elapsed_base + started.elapsed().as_secs_f64();
     let checkpoint_every = cfg.checkpoint_minutes * 60.0;
@@ -704,10 +707,14 @@ pub fn train(
         state.position = 0;
         state.epoch_mse_sum = 0.0;
         state.epoch_batches = 0;
+        // The row first, then the checkpoint that marks the epoch done: a kill between the
+        // two leaves a row the checkpoint does not know, which the resumed run drops
+        // (`trim_log`) and writes again when it redoes the epoch's end. The other order
+        // lost the row for good.
+        append_log(&log_path, &row)?;
         checkpoint(&trainer, &mut state, &started)?;
         last_checkpoint = Instant::now();
         observer(TrainEvent::Checkpoint { step: state.step });
-        append_log(&log_path, &row)?;
         observer(TrainEvent::Epoch(row.clone()));
         rows.push(row);
         if stopped {
@@ -741,13 +748,56 @@ pub fn train(
     })
 }
 
+/// Cuts `log.csv` after the rows of the first `done` epochs (the epochs the checkpoint in
+/// force has finished): a row written just before a kill, whose epoch the checkpoint does
+/// not count as done, or a torn last line. The resumed run redoes that epoch's end and
+/// writes its row again, so the log holds each finished epoch once.
+fn trim_log(path: &Path, done: u32) -> Result<(), TrainError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mut keep = 0;
+    for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        if !line.ends_with(b"\n") {
+            break; // torn
+        }
+        if i == 0 {
+            if line != LOG_HEADER.as_bytes() {
+                return Ok(()); // not a log this code wrote: leave it alone
+            }
+            keep += line.len();
+            continue;
+        }
+        let epoch = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.split(',').next())
+            .and_then(|e| e.parse::<u32>().ok());
+        match epoch {
+            Some(e) if e <= done => keep += line.len(),
+            _ => break,
+        }
+    }
+    if keep == bytes.len() {
+        return Ok(());
+    }
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_len(keep as u64).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
 fn append_log(path: &Path, row: &EpochRow) -> Result<(), TrainError> {
-    let new = !path.exists();
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(io_err(path))?;
+    // Empty also after `trim_log` cut a torn header.
+    let new = f.metadata().map_err(io_err(path))?.len() == 0;
     let (vm, vr, vc) = match row.val {
         Some(m) => (
             format!("{:.6e}", m.mse),

@@ -1,5 +1,5 @@
 //! Quick timing of SSIM and SSIM + gradient on a 112 x 112 x 3 pair
-//! (the table lives in `advface bench ssim`).
+//! (the table lives in `advface-bench ssim`).
 use advface_core::RgbImage;
 use advface_image::ssim::{SsimConfig, SsimReference};
 use std::time::Instant;

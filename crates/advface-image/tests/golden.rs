@@ -1,35 +1,17 @@
 //! Golden tests against the reference implementations: crops against Pillow
 //! (tools/make_crop_fixture.py) and SSIM against scikit-image (tools/make_ssim_fixture.py).
 
-use std::path::{Path, PathBuf};
-
 use advface_image::{crop_lfw, read_image, ssim, ssim_with_grad};
+use advface_testkit::{fixtures, pillow_crops};
 use sha2::{Digest, Sha256};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-#[derive(serde::Deserialize)]
-struct CropFixture {
-    images: Vec<CropCase>,
-}
-
-#[derive(serde::Deserialize)]
-struct CropCase {
-    path: String,
-    sha256_rgb: String,
-    sha256_full_rgb: String,
-}
 
 #[test]
 fn lfw_crops_equal_pillow_pixel_for_pixel() {
     let dir = fixtures().join("lfw");
-    let fx: CropFixture =
-        serde_json::from_slice(&std::fs::read(dir.join("pillow_crops.json")).unwrap()).unwrap();
-    assert!(fx.images.len() >= 30, "fixture too small");
+    let crops = pillow_crops();
+    assert!(crops.len() >= 30, "fixture too small");
     let mut bad = Vec::new();
-    for case in &fx.images {
+    for case in &crops {
         let p = dir.join("images_deepfunneled").join(&case.path);
         let full = read_image(&p).unwrap();
         let crop = crop_lfw(&full, &p).unwrap();
@@ -43,7 +25,7 @@ fn lfw_crops_equal_pillow_pixel_for_pixel() {
         bad.is_empty(),
         "{} of {} differ from Pillow: {bad:?}",
         bad.len(),
-        fx.images.len()
+        crops.len()
     );
 }
 

@@ -2,20 +2,19 @@
 //! descriptors of the distillation pool (crops and augmented copies) and keeps them in a
 //! resumable store; `train` fits a student to the store, in a resumable run folder.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use advface_core::Oracle;
 use advface_distill::{
-    collect, collect_store_spec, train, AugmentConfig, CollectConfig, CollectError, CollectEvent,
-    CollectReport, DescriptorStore, InitWeights, TrainConfig, TrainEvent, DEFAULT_BATCH,
+    append_run_log, collect, collect_store_spec, eval_images, evaluate, train, AugmentConfig,
+    CollectConfig, CollectEvent, CollectRun, CollectRunRequest, DescriptorStore, InitWeights,
+    TrainConfig, TrainEvent, DEFAULT_BATCH,
 };
 use advface_models::Arch;
 use advface_oracle::{HttpConfig, HttpOracle};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
 use super::blackbox::{open_oracle, OracleArgs};
 
@@ -383,15 +382,22 @@ fn run_collect(args: CollectArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     // Every run, finished or not, leaves a line in the store's run log; a failure to write
     // it is reported after the run's own error, if any.
-    let log = append_run_log(
-        &args,
-        &identity,
-        &cfg,
-        &list_bytes,
-        &store,
+    let request = CollectRunRequest {
+        tool: format!("advface {}", env!("CARGO_PKG_VERSION")),
+        lfw: &args.lfw,
+        list: &args.list,
+        list_bytes: &list_bytes,
+        oracle: &identity,
+        budget: args.oracle.budget,
+        config: &cfg,
+    };
+    let run = CollectRun::new(
+        &request,
         oracle.stats().queries.saturating_sub(queries_before),
+        store.len(),
         result.as_ref(),
     );
+    let log = append_run_log(&args.store, &run);
     let report = result?;
     log?;
 
@@ -430,182 +436,29 @@ fn oracle_identity(args: &OracleArgs, oracle: &dyn Oracle) -> Result<String> {
         Some(url) => {
             let mut cfg = HttpConfig::new(url.clone());
             cfg.token = args.token.clone();
-            let health = HttpOracle::new(cfg)?
-                .health()
-                .context("asking the black box for its model name")?;
-            Ok(format!("http:{}", health.model))
+            Ok(HttpOracle::new(cfg)?
+                .identity()
+                .context("asking the black box for its model name")?)
         }
         None => Ok(oracle.name()),
     }
 }
 
-/// Appends one JSON line per run to `<store>/collect-runs.jsonl` (run log): what was
-/// asked, with which settings, what it cost and how it ended, so every store says how it
-/// was made.
-fn append_run_log(
-    args: &CollectArgs,
-    identity: &str,
-    cfg: &CollectConfig,
-    list_bytes: &[u8],
-    store: &DescriptorStore,
-    queries: u64,
-    result: Result<&CollectReport, &CollectError>,
-) -> Result<()> {
-    let mut line = serde_json::json!({
-        "tool": format!("advface {}", env!("CARGO_PKG_VERSION")),
-        "unix_time": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        "lfw": args.lfw,
-        "list": args.list,
-        "list_sha256": hex::encode(Sha256::digest(list_bytes)),
-        "oracle": identity,
-        "budget": args.oracle.budget,
-        "copies": cfg.copies,
-        "batch": cfg.batch,
-        "recipe": cfg.augment.recipe(),
-        "queries": queries,
-        "stored_after": store.len(),
-    });
-    let extra = match result {
-        Ok(r) => serde_json::json!({
-            "images": r.images,
-            "samples_wanted": r.samples_wanted,
-            "stored_before": r.stored_before,
-            "new_samples": r.new_samples,
-            "cached": r.cached,
-            "skipped": r.skipped.iter().map(|s| serde_json::json!({
-                "image": s.rel,
-                "reason": s.reason,
-            })).collect::<Vec<_>>(),
-        }),
-        Err(e) => serde_json::json!({ "error": error_chain(e) }),
-    };
-    if let (Some(a), serde_json::Value::Object(b)) = (line.as_object_mut(), extra) {
-        a.extend(b);
-    }
-    let path: PathBuf = Path::new(&args.store).join("collect-runs.jsonl");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening the run log {}", path.display()))?;
-    writeln!(f, "{line}")
-        .and_then(|()| f.sync_data())
-        .with_context(|| format!("writing the run log {}", path.display()))?;
-    Ok(())
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
-
-/// Every `*.png` under `dir`, as `/`-separated paths relative to it, sorted.
-fn list_pngs(dir: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "png") {
-                let rel = p.strip_prefix(dir).expect("under dir");
-                out.push(
-                    rel.components()
-                        .map(|c| c.as_os_str().to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                );
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn run_eval(args: EvalArgs) -> Result<ExitCode> {
-    let exclude: std::collections::HashSet<String> = std::fs::read_to_string(&args.exclude)
-        .with_context(|| format!("reading {}", args.exclude.display()))?
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut images: Vec<String> = list_pngs(&args.crops)?
-        .into_iter()
-        .filter(|p| !exclude.contains(p))
-        .collect();
-    if let Some(n) = args.limit {
-        images.truncate(n);
-    }
-    if images.is_empty() {
-        bail!(
-            "no crop in {} outside {}: give the crops folder written by `advface prepare`",
-            args.crops.display(),
-            args.exclude.display()
-        );
-    }
+    let images = eval_images(&args.crops, &args.exclude, args.limit)?;
     let (student, weights_sha256) = super::blackbox::load_differentiable(&args.student)?;
     let oracle = open_oracle(&args.oracle)?;
-    let len = student.descriptor_len();
-    if let Some(l) = oracle.descriptor_len() {
-        if l != len {
-            bail!(
-                "descriptor length mismatch: the black box '{}' gives {l}, the student {} gives {len}",
-                oracle.name(),
-                student.name()
-            );
-        }
-    }
-    let start = std::time::Instant::now();
     let bar = ProgressBar::new(images.len() as u64);
-    let (mut pred, mut truth) = (Vec::new(), Vec::new());
-    for chunk in images.chunks(32) {
-        let ims: Vec<_> = chunk
-            .iter()
-            .map(|p| advface_image::read_image(&args.crops.join(p)))
-            .collect::<Result<_, _>>()?;
-        let batch = advface_core::PixelBatch::from_images(&ims)?;
-        for d in student.embed(&batch)? {
-            pred.extend_from_slice(d.as_slice());
-        }
-        for d in oracle.describe(&ims)? {
-            truth.extend_from_slice(d.as_slice());
-        }
-        bar.inc(chunk.len() as u64);
-    }
+    let report = evaluate(
+        student.as_ref(),
+        &weights_sha256,
+        oracle.as_ref(),
+        &args.crops,
+        &images,
+        |n| bar.inc(n as u64),
+    );
     bar.finish_and_clear();
-    let m = advface_distill::metrics(&pred, &truth, images.len(), len);
-    #[derive(serde::Serialize)]
-    struct Report {
-        student: String,
-        weights_sha256: String,
-        images: usize,
-        r2: f64,
-        mse: f64,
-        cos: f64,
-        black_box: String,
-        seconds: f64,
-    }
-    let report = Report {
-        student: student.name(),
-        weights_sha256,
-        images: images.len(),
-        r2: m.r2,
-        mse: m.mse,
-        cos: m.cos,
-        black_box: oracle.name(),
-        seconds: start.elapsed().as_secs_f64(),
-    };
+    let report = report?;
     println!("{}", serde_json::to_string(&report)?);
     if let Some(p) = &args.json {
         advface_image::write_atomic(p, &serde_json::to_vec_pretty(&report)?)

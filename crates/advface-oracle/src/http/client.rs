@@ -186,6 +186,13 @@ impl HttpOracle {
         })
     }
 
+    /// The identity of the served model, `http:<model>` from [`HttpOracle::health`]: what a
+    /// descriptor cache or store is tied to, so it survives the server moving to another
+    /// host or port. Not a query.
+    pub fn identity(&self) -> Result<String, OracleError> {
+        Ok(format!("http:{}", self.health()?.model))
+    }
+
     fn with_auth(&self, request: ureq::Request) -> ureq::Request {
         match &self.auth {
             Some(a) => request.set("Authorization", a),

@@ -1,8 +1,6 @@
 //! The black box over HTTP: a real server on 127.0.0.1:0 and the client, plus fake servers
 //! that answer garbage.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,7 +13,7 @@ use advface_oracle::{
     serve, Budgeted, HttpConfig, HttpConfigError, HttpOracle, RetryPolicy, ServeConfig, ServeError,
     ServerHandle,
 };
-use common::{bits, face, faces, local};
+use advface_testkit::{bits, face, faces, local};
 use serde_json::Value;
 
 fn start(config: ServeConfig) -> (Arc<advface_oracle::LocalOracle>, ServerHandle) {

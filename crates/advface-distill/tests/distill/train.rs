@@ -329,3 +329,78 @@ fn a_run_can_start_from_trained_weights_and_a_resume_checks_them() {
     let err = train(&store, &tmp.path().join("m"), &init(&missing), |_| {}).unwrap_err();
     assert!(err.to_string().contains("missing.weights"), "{err}");
 }
+
+/// log.csv's rows without the elapsed time (the only field that differs between runs).
+fn rows_without_time(log: &str) -> Vec<String> {
+    log.lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+/// Regression: training wrote the end-of-epoch checkpoint before the epoch's log row, so a
+/// kill between the two left a run whose checkpoint counted the epoch done and whose log
+/// never got its row. The kill is a panic in the observer when the checkpoint is reported.
+#[test]
+fn training_checkpoint_before_log_row_a_kill_after_the_checkpoint_loses_no_row() {
+    let (tmp, store) = tmp_with_store();
+    let full = tmp.path().join("full");
+    train(&store, &full, &tiny(), |_| {}).unwrap();
+    let want = rows_without_time(&read(&full.join("log.csv")));
+    assert_eq!(want.len(), 3, "header and 2 rows");
+
+    let run = tmp.path().join("run");
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train(&store, &run, &tiny(), |e| {
+            if let TrainEvent::Checkpoint { .. } = e {
+                panic!("killed right after the end-of-epoch checkpoint");
+            }
+        })
+    }));
+    assert!(killed.is_err(), "the observer's panic stops the run");
+    let state: serde_json::Value =
+        serde_json::from_str(&read(&run.join("checkpoint/state.json"))).unwrap();
+    assert_eq!(state["epoch"], 1, "the checkpoint counts epoch 1 done");
+    assert_eq!(
+        rows_without_time(&read(&run.join("log.csv"))),
+        want[..2],
+        "epoch 1's row is on disk before its checkpoint"
+    );
+
+    let report = train(&store, &run, &tiny(), |_| {}).unwrap();
+    assert!(report.finished);
+    assert_eq!(rows_without_time(&read(&run.join("log.csv"))), want);
+}
+
+/// The other side of the same fix: a row written just before a kill, whose epoch the
+/// checkpoint does not count as done, is dropped on resume (with a torn line after it)
+/// and written once when the epoch ends again; a torn header is rewritten.
+#[test]
+fn training_checkpoint_before_log_row_a_row_past_the_checkpoint_is_not_repeated() {
+    let (tmp, store) = tmp_with_store();
+    let full = tmp.path().join("full");
+    train(&store, &full, &tiny(), |_| {}).unwrap();
+    let full_log = read(&full.join("log.csv"));
+    let want = rows_without_time(&full_log);
+    let header_and_row_1: String = full_log.lines().take(2).map(|l| format!("{l}\n")).collect();
+
+    for (name, left_by_the_kill) in [
+        ("row", format!("{header_and_row_1}2,9,7")),
+        ("header", "epoch,step,ima".to_string()),
+    ] {
+        let run = tmp.path().join(name);
+        // Stopped mid-epoch 1: the checkpoint in force counts no epoch done.
+        let stop = TrainConfig {
+            max_steps: Some(1),
+            ..tiny()
+        };
+        assert!(!train(&store, &run, &stop, |_| {}).unwrap().finished);
+        std::fs::write(run.join("log.csv"), &left_by_the_kill).unwrap();
+        let report = train(&store, &run, &tiny(), |_| {}).unwrap();
+        assert!(report.finished);
+        assert_eq!(
+            rows_without_time(&read(&run.join("log.csv"))),
+            want,
+            "{name}"
+        );
+    }
+}

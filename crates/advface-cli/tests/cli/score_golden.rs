@@ -1,19 +1,14 @@
 //! `advface score` against the independent scorer (scikit-image SSIM, face-api.js under
 //! TF.js): fixtures/score, made by tools/make_score_fixture.sh.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::{bin, repo};
 
 #[test]
 fn score_agrees_with_scikit_image_and_face_api_js() {
     let fx = repo().join("fixtures/score");
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("score.json");
-    let o = Command::new(env!("CARGO_BIN_EXE_advface"))
+    let o = bin()
         .arg("score")
         .arg("--pairs")
         .arg(fx.join("pairs_list.csv"))

@@ -1,14 +1,12 @@
 //! The descriptor cache: hits are not queries, answers persist, crashes are survived,
 //! another oracle's cache is refused.
 
-mod common;
-
 use std::io::Write;
 use std::sync::Arc;
 
 use advface_core::{Oracle, OracleError};
 use advface_oracle::{cache_key, Cached, LocalOracle, CACHE_FILE_NAME};
-use common::{bits, face, faces, local, FakeEmbedder};
+use advface_testkit::{bits, face, faces, local, FakeEmbedder};
 
 #[test]
 fn hits_are_not_queries_and_only_misses_are_asked() {

@@ -1,13 +1,11 @@
 //! LocalOracle counting and checks; Budgeted's hard limit.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use advface_core::{Descriptor, EmbedError, Embedder, Oracle, OracleError, PixelBatch, RgbImage};
 use advface_oracle::{Budgeted, Cached, LocalOracle};
-use common::{bits, face, faces, local, FakeEmbedder};
+use advface_testkit::{bits, face, faces, local, FakeEmbedder};
 
 #[test]
 fn local_counts_every_image_and_batches_in_chunks() {

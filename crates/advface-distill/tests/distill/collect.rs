@@ -4,22 +4,16 @@
 //! The only fake is the black box.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::path::Path;
 
-use advface_core::{Descriptor, Oracle, OracleError, QueryStats, RgbImage};
+use advface_core::{Oracle, RgbImage};
 use advface_data::{crop_rel_path, LfwIndex, Protocol};
 use advface_distill::{
     augment, collect, collect_store_spec, lfw_source_path, read_lfw_jpeg, sample_key,
     AugmentConfig, CollectConfig, CollectError, CollectEvent, DescriptorStore, SampleRef,
     StoreError, StoreSpec, STORE_FILE_NAME,
 };
-use sha2::{Digest, Sha256};
-
-fn fixture_lfw() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lfw")
-}
+use advface_testkit::{copy_lfw, fixture_lfw, pillow_crops, sha256 as sha, FakeOracle};
 
 /// The fixture's distillation pool, as crops-relative paths.
 fn fixture_pool() -> Vec<String> {
@@ -29,94 +23,6 @@ fn fixture_pool() -> Vec<String> {
         .iter()
         .map(|(n, f)| crop_rel_path(n, f))
         .collect()
-}
-
-/// Copies the fixture LFW tree to `dst` so a test can damage a file.
-fn copy_lfw(dst: &Path) {
-    let src = fixture_lfw().join("images_deepfunneled");
-    for id in std::fs::read_dir(&src).unwrap() {
-        let id = id.unwrap();
-        let to = dst.join("images_deepfunneled").join(id.file_name());
-        std::fs::create_dir_all(&to).unwrap();
-        for f in std::fs::read_dir(id.path()).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
-        }
-    }
-}
-
-fn sha(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// A black box whose descriptor is a fixed function of the pixels; it can be told to
-/// fail once it has answered `fail_after` queries (answers of that call are lost, as
-/// with an HTTP black box that fails part-way through a call). Records what it was asked.
-struct FakeOracle {
-    len: usize,
-    queries: AtomicU64,
-    fail_after: Option<u64>,
-    asked: Mutex<Vec<[u8; 32]>>,
-}
-
-impl FakeOracle {
-    fn new(fail_after: Option<u64>) -> Self {
-        Self {
-            len: 4,
-            queries: AtomicU64::new(0),
-            fail_after,
-            asked: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn descriptor(im: &RgbImage) -> Descriptor {
-        let mut d = [0f64; 4];
-        for px in im.as_bytes().chunks_exact(3) {
-            for c in 0..3 {
-                d[c] += f64::from(px[c]);
-            }
-        }
-        let n = f64::from(im.width() * im.height()) * 255.0;
-        let h = sha(im.as_bytes());
-        Descriptor(vec![
-            (d[0] / n) as f32,
-            (d[1] / n) as f32,
-            (d[2] / n) as f32,
-            f32::from(u16::from_le_bytes([h[0], h[1]])) / 65535.0,
-        ])
-    }
-}
-
-impl Oracle for FakeOracle {
-    fn name(&self) -> String {
-        "fake".into()
-    }
-    fn descriptor_len(&self) -> Option<usize> {
-        Some(self.len)
-    }
-    fn describe(&self, images: &[RgbImage]) -> Result<Vec<Descriptor>, OracleError> {
-        let mut out = Vec::new();
-        for im in images {
-            if let Some(k) = self.fail_after {
-                if self.queries.load(Ordering::SeqCst) >= k {
-                    return Err(OracleError::Transport {
-                        url: "fake".into(),
-                        reason: format!("told to fail after {k} queries"),
-                    });
-                }
-            }
-            self.queries.fetch_add(1, Ordering::SeqCst);
-            self.asked.lock().unwrap().push(sha(im.as_bytes()));
-            out.push(Self::descriptor(im));
-        }
-        Ok(out)
-    }
-    fn stats(&self) -> QueryStats {
-        QueryStats {
-            queries: self.queries.load(Ordering::SeqCst),
-            cached: 0,
-        }
-    }
 }
 
 fn open_store(dir: &Path, cfg: &CollectConfig) -> DescriptorStore {
@@ -144,21 +50,10 @@ fn copy_0_equals_the_prepared_crop_and_pillow() {
     )
     .unwrap();
 
-    #[derive(serde::Deserialize)]
-    struct Fixture {
-        images: Vec<Case>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Case {
-        path: String,
-        sha256_rgb: String,
-    }
-    let fixture: Fixture =
-        serde_json::from_slice(&std::fs::read(fixture_lfw().join("pillow_crops.json")).unwrap())
-            .unwrap();
-    assert_eq!(fixture.images.len(), 43);
+    let fixture = pillow_crops();
+    assert_eq!(fixture.len(), 43);
     let cfg = AugmentConfig::default();
-    for case in &fixture.images {
+    for case in &fixture {
         let rel = case.path.replace(".jpg", ".png");
         let crop = augment(&full_image(&rel), &rel, 0, &cfg).unwrap();
         let prepared = advface_image::read_image(&out.join("crops").join(&rel)).unwrap();

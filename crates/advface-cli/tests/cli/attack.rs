@@ -2,34 +2,10 @@
 //! embedded black box, a real (small, randomly initialised) student written to disk.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use advface_models::{StudentConfig, StudentTrainer};
+use advface_testkit::copy_dir;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_advface"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A width-4 student (random weights) saved as a .weights file.
-fn tiny_student(dir: &Path, descriptor_len: usize) -> PathBuf {
-    let cfg = StudentConfig {
-        width: 4,
-        descriptor_len,
-        ..StudentConfig::default()
-    };
-    let t = StudentTrainer::new(cfg, 5).unwrap();
-    let p = dir.join(format!("tiny{descriptor_len}.weights"));
-    t.save(&p).unwrap();
-    p
-}
+use crate::{bin, repo, stderr, tiny_student};
 
 fn demo() -> (PathBuf, PathBuf) {
     let d = repo().join("fixtures/demo");
@@ -235,18 +211,6 @@ fn demo_attacks_scores_and_draws_side_by_side_pictures() {
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["models"][0]["name"], "student (shipped)");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]
