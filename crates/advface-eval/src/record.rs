@@ -95,4 +95,3 @@ pub fn read_record(out: &Path, index: usize) -> Option<PairRecord> {
     let bytes = std::fs::read(record_path(out, index)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
-

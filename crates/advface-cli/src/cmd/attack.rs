@@ -51,8 +51,9 @@ pub struct Args {
     /// Ensemble weights, one per student (default: equal).
     #[arg(long, value_delimiter = ',')]
     pub weights: Vec<f32>,
-    /// Pure transfer: no query beyond the target descriptors.
-    #[arg(long, conflicts_with = "budget")]
+    /// Pure transfer: no query beyond the target descriptors (`--no-oracle`, the old
+    /// spelling, still works).
+    #[arg(long = "transfer-only", alias = "no-oracle", conflicts_with = "budget")]
     pub no_oracle: bool,
     /// Gradient steps per image (default: 200; 40 for nesterov, 100 for fgsm).
     #[arg(long)]
@@ -136,7 +137,7 @@ pub fn resolve_plan(args: &Args) -> Result<Plan> {
     let mut plan = plan::plan(&args.method, &args.plan_options())?;
     if args.no_oracle && plan.asks_black_box() {
         bail!(
-            "--method {} asks the black box: it cannot run with --no-oracle",
+            "--method {} asks the black box: it cannot run with --transfer-only (--no-oracle)",
             plan.name
         );
     }
@@ -425,7 +426,7 @@ mod tests {
     #[test]
     fn flag_checks_read_the_plan() {
         let e = refused(&["--method", "square", "--no-oracle"]);
-        assert!(e.contains("cannot run with --no-oracle"), "{e}");
+        assert!(e.contains("cannot run with --transfer-only (--no-oracle)"), "{e}");
         let e = refused(&["--method", "pixel", "--budget", "10", "--steps", "3"]);
         assert!(e.contains("--method pixel has none"), "{e}");
         let e = refused(&["--method", "fgvm", "--no-prior"]);
@@ -435,6 +436,11 @@ mod tests {
         // auto resolves before the checks, as before
         let p = resolve_plan(&args(&["--no-oracle"])).unwrap();
         assert_eq!(p.name, "nesterov");
+        // the issue-22 spelling and the old one are the same flag
+        let p = resolve_plan(&args(&["--transfer-only"])).unwrap();
+        assert_eq!(p.name, "nesterov");
+        let e = refused(&["--method", "nes", "--transfer-only"]);
+        assert!(e.contains("cannot run with --transfer-only"), "{e}");
         let p = resolve_plan(&args(&["--budget", "100", "--no-prior"])).unwrap();
         assert_eq!(p.name, "hybrid-nes");
         let p = resolve_plan(&args(&["--method", "adam", "--steps", "7", "--eps", "0.5"])).unwrap();
