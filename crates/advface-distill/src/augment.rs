@@ -220,17 +220,18 @@ impl AugmentParams {
         h.update(cfg.seed.to_le_bytes());
         h.update(sample_key(rel, index).as_bytes());
         let digest = h.finalize();
-        let mut rng = SplitMix64(u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")));
+        let mut rng =
+            SplitMix64::from_state(u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")));
         let s = i64::from(cfg.max_shift);
         let mut shift = || {
             let span = (2 * s + 1) as f64;
-            ((rng.next_f64() * span).floor() as i64).min(2 * s) as i32 - s as i32
+            ((rng.uniform() * span).floor() as i64).min(2 * s) as i32 - s as i32
         };
         let shift_x = shift();
         let shift_y = shift();
-        let scale = cfg.scale_min + (cfg.scale_max - cfg.scale_min) * rng.next_f64();
-        let flip = rng.next_f64() < cfg.flip_probability;
-        let mut around_one = |r: f32| 1.0 - r + 2.0 * r * rng.next_f64() as f32;
+        let scale = cfg.scale_min + (cfg.scale_max - cfg.scale_min) * rng.uniform();
+        let flip = rng.uniform() < cfg.flip_probability;
+        let mut around_one = |r: f32| 1.0 - r + 2.0 * r * rng.uniform() as f32;
         let brightness = around_one(cfg.brightness);
         let contrast = around_one(cfg.contrast);
         let gain = [
@@ -381,24 +382,10 @@ pub fn read_lfw_jpeg(path: &Path) -> Result<RgbImage, ImageError> {
     decode_jpeg(&bytes, path)
 }
 
-/// SplitMix64 (Steele, Lea and Flood 2014): tiny, fast, and fixed forever, unlike a
-/// library PRNG whose stream may change between versions.
-pub(crate) struct SplitMix64(pub(crate) u64);
-
-impl SplitMix64 {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`, 53 bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
+/// The one SplitMix64 of the workspace (`advface_core::rng`), seeded with its state as the
+/// reference code does: tiny, fast, and fixed forever, unlike a library PRNG whose stream
+/// may change between versions.
+pub(crate) use advface_core::rng::SplitMix64;
 
 #[cfg(test)]
 mod tests {
@@ -417,9 +404,16 @@ mod tests {
     #[test]
     fn splitmix64_matches_the_reference_stream() {
         // Reference values of SplitMix64 seeded with 1234567 (from the C reference code).
-        let mut r = SplitMix64(1234567);
+        let mut r = SplitMix64::from_state(1234567);
         assert_eq!(r.next_u64(), 6457827717110365317);
         assert_eq!(r.next_u64(), 3203168211198807973);
+        // The shared generator's `uniform` draws what this module's own `next_f64` drew
+        // before the RNGs became one (`(x >> 11) * 2^-53`), bit for bit.
+        let (mut a, mut b) = (SplitMix64::from_state(99), SplitMix64::from_state(99));
+        for _ in 0..1000 {
+            let old = (a.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+            assert_eq!(b.uniform().to_bits(), old.to_bits());
+        }
     }
 
     #[test]

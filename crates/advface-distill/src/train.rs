@@ -336,14 +336,15 @@ pub struct TrainState {
 
 /// Seed of the shuffle of epoch `epoch`.
 pub fn epoch_shuffle_seed(seed: u64, epoch: u32) -> u64 {
-    let mut r = SplitMix64(seed ^ (u64::from(epoch)).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut r =
+        SplitMix64::from_state(seed ^ (u64::from(epoch)).wrapping_mul(0xD1B5_4A32_D192_ED03));
     r.next_u64()
 }
 
 /// The training indices in epoch `epoch`'s order (Fisher-Yates with SplitMix64).
 pub fn epoch_order(train: &[usize], seed: u64, epoch: u32) -> Vec<usize> {
     let mut v = train.to_vec();
-    let mut r = SplitMix64(epoch_shuffle_seed(seed, epoch));
+    let mut r = SplitMix64::from_state(epoch_shuffle_seed(seed, epoch));
     for i in (1..v.len()).rev() {
         let j = (r.next_u64() % (i as u64 + 1)) as usize;
         v.swap(i, j);

@@ -426,7 +426,10 @@ mod tests {
     #[test]
     fn flag_checks_read_the_plan() {
         let e = refused(&["--method", "square", "--no-oracle"]);
-        assert!(e.contains("cannot run with --transfer-only (--no-oracle)"), "{e}");
+        assert!(
+            e.contains("cannot run with --transfer-only (--no-oracle)"),
+            "{e}"
+        );
         let e = refused(&["--method", "pixel", "--budget", "10", "--steps", "3"]);
         assert!(e.contains("--method pixel has none"), "{e}");
         let e = refused(&["--method", "fgvm", "--no-prior"]);
