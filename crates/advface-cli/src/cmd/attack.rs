@@ -186,37 +186,26 @@ pub fn white_box_model(
             plan.name
         );
     }
-    let label = |name: &str| format!("{name} (white-box reference)");
-    let faceapi_record = |fa: &advface_models::FaceApi, name: &str| ModelRecord {
-        name: label(name),
-        sha256: fa
-            .files()
-            .iter()
-            .map(|f| f.sha256.clone())
-            .collect::<Vec<_>>()
-            .join(","),
-        weight: 1.0,
+    // The zoo resolves the name, as for every other command: `faceapi`, a TF.js manifest
+    // (recorded under the path given, as before), or a student.
+    let loaded = advface_models::zoo::Zoo::from_env()
+        .differentiable(&oracle.model)
+        .with_context(|| {
+            format!(
+                "loading --model {} for the white-box reference",
+                oracle.model
+            )
+        })?;
+    let shown = match &loaded.source {
+        advface_models::ModelSource::FaceApiManifest(_) => oracle.model.clone(),
+        _ => loaded.provenance.name.clone(),
     };
-    let name = oracle.model.as_str();
-    if name == "faceapi" {
-        let fa = advface_models::FaceApi::embedded().context("loading the embedded face-api.js")?;
-        let record = faceapi_record(&fa, "faceapi");
-        return Ok((Arc::new(fa), record));
-    }
-    let path = std::path::Path::new(name);
-    if path.is_file() && path.extension().is_some_and(|e| e == "json") {
-        let fa = advface_models::FaceApi::from_manifest(path)
-            .with_context(|| format!("loading the TF.js model {name}"))?;
-        let record = faceapi_record(&fa, name);
-        return Ok((Arc::new(fa), record));
-    }
-    let (model, sha256) = load_differentiable(name)?;
     let record = ModelRecord {
-        name: label(&model.name()),
-        sha256,
+        name: format!("{shown} (white-box reference)"),
+        sha256: loaded.provenance.sha256.clone(),
         weight: 1.0,
     };
-    Ok((model, record))
+    Ok((loaded.model, record))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -474,5 +463,24 @@ mod tests {
         assert!(record.name.contains("student") && record.name.contains("white-box"));
         let a = args(&["--method", "whitebox-fgvm", "--model", "no/such/model"]);
         assert!(white_box_model(&resolve_plan(&a).unwrap(), &a.oracle).is_err());
+    }
+
+    #[test]
+    fn white_box_faceapi_is_recorded_as_in_the_published_run() {
+        // Resolved by the zoo now; the record must stay what benchmarks/runs/whitebox-adam
+        // holds, or a rerun into that folder would be refused as another configuration.
+        let a = args(&["--method", "whitebox-adam"]);
+        let (_, record) = white_box_model(&resolve_plan(&a).unwrap(), &a.oracle).unwrap();
+        let published: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../benchmarks/runs/whitebox-adam/config.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let m = &published["models"][0];
+        assert_eq!(record.name, m["name"].as_str().unwrap());
+        assert_eq!(record.sha256, m["sha256"].as_str().unwrap());
     }
 }
