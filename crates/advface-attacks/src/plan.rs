@@ -8,8 +8,10 @@
 //! [`PlanOptions`]; [`plan`] resolves a name, `auto` included. The CLI, `demo` and library
 //! users all go through it, and flag checks read the plan, never lists of names.
 //!
-//! A new attack is one file (its config and, for a query attack, its
-//! [`crate::QueryAttack`]) and one line here.
+//! A new gradient attack is one file (its step rule or config) and one line here plus its
+//! build function. A new query attack is its file (config and [`crate::QueryAttack`]), a
+//! `pub mod` line, a [`Refine`] variant and its arm in `query/mod.rs` (`Refine` is what
+//! `config.json` records), and its line here.
 //!
 //! ```
 //! use advface_attacks::plan::{plan, PlanOptions};
